@@ -1,0 +1,24 @@
+//! Database migrations, one file per change (`m<date>_<verb>_<noun>.rs`). They run on
+//! start and through `tenancy migrate`, on SQLite and PostgreSQL alike.
+//!
+//! Times are stored as microseconds since the Unix epoch in BIGINT columns: SQLite keeps
+//! chrono timestamps as text whose fraction length varies, which would make range
+//! comparisons (retention, lockout windows) compare wrongly.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_foundation;
+mod m20261123_000002_create_users;
+
+/// Applies every migration in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_create_foundation::Migration),
+            Box::new(m20261123_000002_create_users::Migration),
+        ]
+    }
+}

@@ -1,0 +1,202 @@
+//! Every setting: a flag, an environment variable and a default (`tenancy --help`).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    hashing::Argon2Settings,
+    store::{DatabaseSettings, ThrottlePolicy},
+};
+
+/// tenancy: the source of truth for customers, accounts, users and memberships.
+#[derive(Debug, Parser)]
+#[command(name = "tenancy", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve gRPC (migrating the database first).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys in the database that DATABASE_URL names.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; the key itself is printed alone on the last line, once.
+    Create {
+        /// A name that says who or what uses the key.
+        #[arg(long)]
+        name: String,
+        /// A scope the key holds (repeat for more): customers.read, users.write, admin, ...
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id; it stops working at once.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings every subcommand shares.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Database URL: a SQLite file (`sqlite://path?mode=rwc`) or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/tenancy.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    /// Most database connections this process opens.
+    #[arg(
+        long,
+        env = "TENANCY_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// Seconds an RPC waits for a database connection before it answers UNAVAILABLE.
+    #[arg(
+        long,
+        env = "TENANCY_DB_ACQUIRE_TIMEOUT",
+        default_value_t = 3,
+        global = true
+    )]
+    pub db_acquire_timeout: u64,
+    /// Log format: human-readable text or one JSON object per line. RUST_LOG filters.
+    #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    pub fn database(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.database_url.clone(),
+            max_connections: self.db_max_connections.max(1),
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout.max(1)),
+        }
+    }
+}
+
+/// Settings of `tenancy serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENANCY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// An admin API key to install on start instead of generating one (at least 20
+    /// characters). Prefer the environment variable: flags show in process lists.
+    #[arg(long, env = "TENANCY_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// PEM certificate chain: serve TLS (with --tls-key).
+    #[arg(long, env = "TENANCY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TENANCY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates it signed (mutual TLS).
+    #[arg(long, env = "TENANCY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Seconds in-flight RPCs get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "TENANCY_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "TENANCY_ARGON2_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    #[arg(long, env = "TENANCY_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    #[arg(long, env = "TENANCY_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Password hashing threads (default: the number of cores).
+    #[arg(long, env = "TENANCY_HASH_WORKERS")]
+    pub hash_workers: Option<usize>,
+    /// Hashing jobs that may wait; beyond that RPCs get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TENANCY_HASH_QUEUE", default_value_t = 256)]
+    pub hash_queue: usize,
+    /// Failed sign-ins for one email within the window that lock it.
+    #[arg(long, env = "TENANCY_LOCKOUT_THRESHOLD", default_value_t = 10)]
+    pub lockout_threshold: u32,
+    /// Seconds over which failures are counted.
+    #[arg(long, env = "TENANCY_LOCKOUT_WINDOW", default_value_t = 900)]
+    pub lockout_window: u64,
+    /// Seconds an email stays locked.
+    #[arg(long, env = "TENANCY_LOCKOUT_DURATION", default_value_t = 900)]
+    pub lockout_duration: u64,
+    /// Days events are kept; resuming before the oldest kept is OUT_OF_RANGE.
+    #[arg(long, env = "TENANCY_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    pub event_retention_days: u64,
+    /// Hours a request_id is remembered for idempotent retries (at least 24).
+    #[arg(long, env = "TENANCY_REQUEST_ID_RETENTION_HOURS", default_value_t = 48)]
+    pub request_id_retention_hours: u64,
+    /// Seconds between database health probes.
+    #[arg(long, env = "TENANCY_HEALTH_INTERVAL", default_value_t = 1)]
+    pub health_interval: u64,
+}
+
+impl ServeArgs {
+    /// Defaults for everything: what `tenancy serve` does with no flags.
+    pub fn defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::parse_from(["tenancy"]).serve
+    }
+
+    pub fn argon2(&self) -> Argon2Settings {
+        Argon2Settings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    pub fn hash_workers(&self) -> usize {
+        self.hash_workers
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1)
+    }
+
+    pub fn throttle(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            threshold: self.lockout_threshold.max(1),
+            window: Duration::from_secs(self.lockout_window),
+            lock: Duration::from_secs(self.lockout_duration),
+        }
+    }
+
+    pub fn event_retention(&self) -> Duration {
+        Duration::from_secs(self.event_retention_days * 24 * 3600)
+    }
+
+    pub fn request_id_retention(&self) -> Duration {
+        Duration::from_secs(self.request_id_retention_hours.max(24) * 3600)
+    }
+}

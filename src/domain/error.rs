@@ -1,0 +1,77 @@
+//! The one error type every layer below gRPC returns; `grpc::status` maps it to a
+//! `tonic::Status` in one place.
+
+/// One violated request field: `field` is the request path (`user.email`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Why a request could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; every violated field is listed.
+    #[error("the request has {} invalid field(s)", .0.len())]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The named resource does not exist.
+    #[error("{resource} not found")]
+    NotFound { resource: &'static str },
+    /// A unique value is taken; `reason` is the machine-readable code (`EMAIL_TAKEN`).
+    #[error("{resource} with this {field} already exists")]
+    AlreadyExists {
+        resource: &'static str,
+        field: &'static str,
+        reason: &'static str,
+    },
+    /// The system is not in the state the request needs.
+    #[error("{description}")]
+    FailedPrecondition {
+        /// Machine-readable precondition type, e.g. `USER_OWNS_RESOURCES`.
+        kind: &'static str,
+        subject: String,
+        description: String,
+    },
+    /// The caller's etag is stale: the resource changed since it was read.
+    #[error("the {resource} was changed by someone else; read it again and retry")]
+    Aborted { resource: &'static str },
+    /// The caller could not be identified (bad key, wrong password, ...).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller is identified but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A quota or a bounded queue is full.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// A position outside what is kept (events resumed before the oldest one kept).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The database cannot be reached; retrying later may succeed.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A bug or an unexpected failure; the cause goes to the log, never to the caller.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// An invalid-argument error naming one field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// An internal error from anything displayable.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Internal(cause.into())
+    }
+}

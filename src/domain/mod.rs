@@ -1,0 +1,19 @@
+//! The rules: identifiers, validation, users, passwords, API keys and events, as plain
+//! types. Nothing here knows about gRPC or the database.
+
+pub mod api_key;
+pub mod error;
+pub mod etag;
+pub mod event;
+pub mod id;
+pub mod idempotency;
+pub mod membership;
+pub mod page;
+pub mod password;
+pub mod user;
+pub mod violations;
+
+pub use error::Error;
+
+/// Result type of every fallible domain, store and application call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,110 @@
+//! Conversions between protobuf messages and domain values.
+
+use chrono::{DateTime, Utc};
+
+use super::pb;
+use crate::domain::{
+    Error, Result, etag,
+    event::{Event, EventResource},
+    membership::{Membership, MembershipStatus, MembershipTarget},
+    user::{User, UserFields, UserStatus},
+};
+
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<&User> for pb::User {
+    fn from(user: &User) -> Self {
+        pb::User {
+            uuid: user.id.to_string(),
+            ulid: user.id.ulid(),
+            email: user.email.as_str().to_string(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            language: user.language.clone(),
+            status: match user.status {
+                UserStatus::Active => pb::UserStatus::Active,
+                UserStatus::Inactive => pb::UserStatus::Inactive,
+            } as i32,
+            has_password: user.has_password,
+            last_login_time: user.last_login_time.map(timestamp),
+            create_time: Some(timestamp(user.create_time)),
+            update_time: Some(timestamp(user.update_time)),
+            etag: etag::format(user.revision),
+        }
+    }
+}
+
+impl From<&Membership> for pb::Membership {
+    fn from(membership: &Membership) -> Self {
+        pb::Membership {
+            user_id: membership.user_id.to_string(),
+            target: Some(match membership.target {
+                MembershipTarget::Customer(id) => {
+                    pb::membership::Target::CustomerId(id.to_string())
+                }
+                MembershipTarget::Account(id) => pb::membership::Target::AccountId(id.to_string()),
+            }),
+            owner: membership.owner,
+            permissions: membership.permissions.clone(),
+            status: match membership.status {
+                MembershipStatus::Active => pb::MembershipStatus::Active,
+                MembershipStatus::Inactive => pb::MembershipStatus::Inactive,
+            } as i32,
+            create_time: Some(timestamp(membership.create_time)),
+            etag: etag::format(membership.revision),
+        }
+    }
+}
+
+impl From<&Event> for pb::Event {
+    fn from(event: &Event) -> Self {
+        pb::Event {
+            sequence: event.sequence,
+            r#type: event.kind.clone(),
+            resource_id: event.resource_id.to_string(),
+            customer_id: event
+                .customer_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            time: Some(timestamp(event.time)),
+            resource: Some(match &event.resource {
+                EventResource::User(user) => pb::event::Resource::User(user.into()),
+                EventResource::Membership(membership) => {
+                    pb::event::Resource::Membership(membership.into())
+                }
+            }),
+        }
+    }
+}
+
+/// A request's user status: unspecified is `None`; a number outside the enum is an error.
+pub fn user_status(field: &str, value: i32) -> Result<Option<UserStatus>> {
+    match pb::UserStatus::try_from(value) {
+        Ok(pb::UserStatus::Unspecified) => Ok(None),
+        Ok(pb::UserStatus::Active) => Ok(Some(UserStatus::Active)),
+        Ok(pb::UserStatus::Inactive) => Ok(Some(UserStatus::Inactive)),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not a UserStatus"),
+        )),
+    }
+}
+
+/// The profile fields of a request's `User`; a missing message reads as empty.
+pub fn user_fields<'a>(user: Option<&'a pb::User>) -> Result<UserFields<'a>> {
+    let Some(user) = user else {
+        return Ok(UserFields::default());
+    };
+    Ok(UserFields {
+        email: &user.email,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        language: &user.language,
+        status: user_status("user.status", user.status)?,
+    })
+}

@@ -1,0 +1,38 @@
+//! The gRPC surface: the only module that knows tonic and prost. Handlers convert a
+//! request into domain values, make one call into `app`, and convert the result back.
+
+mod accounts;
+pub mod auth;
+mod convert;
+mod customers;
+mod events;
+pub mod pb;
+pub mod request_log;
+pub mod status;
+mod users;
+
+pub use accounts::AccountApi;
+pub use customers::CustomerApi;
+pub use events::EventApi;
+pub use users::UserApi;
+
+use prost::Message;
+
+use crate::{
+    app::App,
+    domain::{Result, idempotency::RequestKey},
+};
+
+/// The idempotency key of a create request: its `request_id` and a keyed fingerprint
+/// of the request encoded without it.
+fn request_key<M: Message + Clone>(
+    app: &App,
+    method: &str,
+    request: &M,
+    request_id: &str,
+    clear_request_id: impl FnOnce(&mut M),
+) -> Result<Option<RequestKey>> {
+    let mut body = request.clone();
+    clear_request_id(&mut body);
+    RequestKey::new(app.secret(), request_id, method, &body.encode_to_vec())
+}

@@ -1,0 +1,29 @@
+//! tenancy: the platform's source of truth for who owns what — customers, their
+//! accounts, the users acting on them — served over gRPC.
+//!
+//! A request flows through three rooms, each with one door:
+//!
+//! - [`grpc`] (tonic/prost only here): authenticates the API key and checks its scope
+//!   (`grpc::auth`), logs one line per RPC (`grpc::request_log`), converts the request
+//!   into domain values, calls one use case, converts the answer back; every error
+//!   becomes a `tonic::Status` in `grpc::status`.
+//! - [`app`]: the use cases. They validate with [`domain`], hash passwords on the
+//!   bounded [`hashing`] pool off the async runtime, and persist through [`store`].
+//! - [`store`] (sea-orm only here): one method per atomic use case, one transaction
+//!   each, which also appends the change's event to the log.
+//!
+//! [`startup`] wires these into a server (health, reflection, TLS, graceful shutdown);
+//! [`config`] holds every setting; `main.rs` only parses, sets up telemetry and starts.
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod hashing;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+/// Generated messages, servers and clients of `proto/tenancy/v1`.
+pub use grpc::pb;

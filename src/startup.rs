@@ -1,0 +1,240 @@
+//! Builds and runs the server from a bound listener and a shutdown future.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    app::{App, AppSettings, api_keys::bootstrap_admin_key},
+    config::ServeArgs,
+    grpc::{self, auth::AuthLayer, pb, request_log::RequestLogLayer},
+    hashing::PasswordHasher,
+    store::{DatabaseSettings, Store},
+};
+
+pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Names health reports a status for; "" is the server as a whole.
+const HEALTH_SERVICES: [&str; 5] = [
+    "",
+    "tenancy.v1.CustomerService",
+    "tenancy.v1.AccountService",
+    "tenancy.v1.UserService",
+    "tenancy.v1.EventService",
+];
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for service in HEALTH_SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Connects, migrates and installs the first admin key; prints a generated key once.
+pub async fn prepare_store(
+    database: &DatabaseSettings,
+    admin_key: Option<&str>,
+) -> Result<Store, StartupError> {
+    let store = Store::connect(database).await?;
+    store.migrate().await?;
+    if let Some(issued) = bootstrap_admin_key(&store, admin_key).await? {
+        println!("No API key existed, so an admin key was created. It is shown only this once:");
+        println!("{}", issued.secret);
+    }
+    Ok(store)
+}
+
+fn tls_config(serve: &ServeArgs) -> Result<Option<ServerTlsConfig>, StartupError> {
+    let (Some(cert), Some(key)) = (&serve.tls_cert, &serve.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &serve.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
+}
+
+/// Serves until `shutdown` resolves, then reports NOT_SERVING, stops accepting, and
+/// gives in-flight RPCs `shutdown_grace` to finish.
+pub async fn run(
+    database: DatabaseSettings,
+    serve: ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
+    let hasher = PasswordHasher::start(serve.argon2(), serve.hash_workers(), serve.hash_queue)?;
+    let (shutting_down, shutting_down_rx) = watch::channel(false);
+    let app = App::new(
+        store.clone(),
+        hasher,
+        AppSettings {
+            throttle: serve.throttle(),
+        },
+        shutting_down_rx.clone(),
+    )
+    .await?;
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::Serving).await;
+    tokio::spawn(watch_database(
+        store.clone(),
+        reporter.clone(),
+        Duration::from_secs(serve.health_interval.max(1)),
+        shutting_down_rx.clone(),
+    ));
+    tokio::spawn(prune_periodically(
+        store.clone(),
+        serve.clone(),
+        shutting_down_rx.clone(),
+    ));
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let mut builder = Server::builder();
+    if let Some(tls) = tls_config(&serve)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let draining = Arc::new(Notify::new());
+    let signal = {
+        let (reporter, draining) = (reporter.clone(), draining.clone());
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight RPCs");
+            let _ = shutting_down.send(true);
+            set_health(&reporter, ServingStatus::NotServing).await;
+            draining.notify_one();
+        }
+    };
+    tracing::info!(address = %listener.local_addr()?, tls = serve.tls_cert.is_some(), "serving gRPC");
+    let server = builder
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RequestLogLayer)
+                .layer(AuthLayer::new(app.clone())),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pb::customer_service_server::CustomerServiceServer::new(
+            grpc::CustomerApi,
+        ))
+        .add_service(pb::account_service_server::AccountServiceServer::new(
+            grpc::AccountApi,
+        ))
+        .add_service(pb::user_service_server::UserServiceServer::new(
+            grpc::UserApi::new(app.clone()),
+        ))
+        .add_service(pb::event_service_server::EventServiceServer::new(
+            grpc::EventApi::new(app.clone()),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let grace = Duration::from_secs(serve.shutdown_grace);
+    tokio::select! {
+        result = server => result?,
+        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_seconds = serve.shutdown_grace, "in-flight RPCs did not finish in time; stopping anyway");
+        }
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Probes the database; health follows it, both ways, until shutdown.
+async fn watch_database(
+    store: Store,
+    reporter: HealthReporter,
+    every: Duration,
+    mut shutting_down: watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutting_down.wait_for(|down| *down) => return,
+        }
+        let reachable = matches!(
+            tokio::time::timeout(every.max(Duration::from_secs(2)), store.ping()).await,
+            Ok(Ok(()))
+        );
+        if *shutting_down.borrow() {
+            return;
+        }
+        if reachable != serving {
+            serving = reachable;
+            if reachable {
+                tracing::info!("database reachable again: SERVING");
+                set_health(&reporter, ServingStatus::Serving).await;
+            } else {
+                tracing::warn!("database unreachable: NOT_SERVING");
+                set_health(&reporter, ServingStatus::NotServing).await;
+            }
+        }
+    }
+}
+
+/// Deletes events past retention and request ids past theirs, hourly.
+async fn prune_periodically(
+    store: Store,
+    serve: ServeArgs,
+    mut shutting_down: watch::Receiver<bool>,
+) {
+    loop {
+        let now = chrono::Utc::now();
+        let events_cutoff =
+            now - chrono::Duration::from_std(serve.event_retention()).unwrap_or_default();
+        let requests_cutoff =
+            now - chrono::Duration::from_std(serve.request_id_retention()).unwrap_or_default();
+        match store.prune_events(events_cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned events past retention"),
+            Err(error) => tracing::warn!(%error, "pruning events failed"),
+        }
+        if let Err(error) = store.prune_request_ids(requests_cutoff).await {
+            tracing::warn!(%error, "pruning request ids failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutting_down.wait_for(|down| *down) => return,
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

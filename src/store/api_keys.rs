@@ -1,0 +1,121 @@
+//! API keys, stored as SHA-256 digests.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _,
+};
+
+use super::{Store, db_error, entities::api_key, from_micros, is_unique_violation, now, to_micros};
+use crate::domain::{
+    Error, Result,
+    api_key::{ApiKey, Caller},
+    id::Id,
+};
+
+fn key_from_row(row: api_key::Model) -> ApiKey {
+    ApiKey {
+        id: Id::from_uuid(row.id),
+        name: row.name,
+        scopes: row.scopes.split_whitespace().map(str::to_string).collect(),
+        create_time: from_micros(row.create_time),
+        revoke_time: row.revoke_time.map(from_micros),
+    }
+}
+
+impl Store {
+    /// Stores a key by its digest; the secret itself is never stored.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        scopes: &[String],
+        digest: &str,
+    ) -> Result<ApiKey> {
+        let row = api_key::ActiveModel {
+            id: Set(Id::generate().uuid()),
+            name: Set(name.to_string()),
+            digest: Set(digest.to_string()),
+            scopes: Set(scopes.join(" ")),
+            create_time: Set(to_micros(now())),
+            revoke_time: Set(None),
+        };
+        let tx = self.begin().await?;
+        let inserted = api_key::Entity::insert(row)
+            .exec_with_returning(&tx.txn)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::AlreadyExists {
+                        resource: "API key",
+                        field: "digest",
+                        reason: "API_KEY_EXISTS",
+                    }
+                } else {
+                    db_error(e)
+                }
+            })?;
+        self.commit(tx).await?;
+        Ok(key_from_row(inserted))
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        let rows = api_key::Entity::find()
+            .order_by_asc(api_key::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(key_from_row).collect())
+    }
+
+    pub async fn count_api_keys(&self) -> Result<u64> {
+        api_key::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(db_error)
+    }
+
+    pub async fn api_key_exists(&self, digest: &str) -> Result<bool> {
+        let found = api_key::Entity::find()
+            .filter(api_key::Column::Digest.eq(digest))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(found.is_some())
+    }
+
+    /// Revokes a key; it stops working at once.
+    pub async fn revoke_api_key(&self, id: Id) -> Result<ApiKey> {
+        let tx = self.begin().await?;
+        let row = api_key::Entity::find_by_id(id.uuid())
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound {
+                resource: "API key",
+            })?;
+        let mut active: api_key::ActiveModel = row.into();
+        active.revoke_time = Set(Some(to_micros(now())));
+        let updated = api_key::Entity::update(active)
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        self.commit(tx).await?;
+        Ok(key_from_row(updated))
+    }
+
+    /// The caller a presented key's digest belongs to, if the key exists and is live.
+    pub async fn caller_by_digest(&self, digest: &str) -> Result<Option<Caller>> {
+        let row = api_key::Entity::find()
+            .filter(api_key::Column::Digest.eq(digest))
+            .filter(api_key::Column::RevokeTime.is_null())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|row| {
+            let key = key_from_row(row);
+            Caller {
+                key_id: key.id,
+                scopes: key.scopes,
+            }
+        }))
+    }
+}

@@ -1,0 +1,8 @@
+//! sea-orm entities, one per table. They never leave `store/`.
+
+pub mod api_key;
+pub mod event;
+pub mod membership;
+pub mod request_id;
+pub mod setting;
+pub mod user;

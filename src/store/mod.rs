@@ -1,0 +1,261 @@
+//! Persistence: the only module that knows sea-orm. Functions take and return domain
+//! types; one use case that must be atomic is one method running one transaction.
+
+mod api_keys;
+mod entities;
+mod events;
+mod requests;
+mod throttle;
+mod users;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use migrations::{Migrator, MigratorTrait as _};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    RuntimeErr, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+
+use crate::domain::{Error, Result};
+
+pub use throttle::{Attempt, ThrottlePolicy};
+pub use users::Credentials;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long an RPC waits for a connection before it answers `UNAVAILABLE`.
+    pub acquire_timeout: Duration,
+}
+
+/// The database handle every use case goes through.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// SQLite allows one writer; queueing writers here keeps them off SQLite's busy
+    /// handler, whose sleeps would add latency (and, past its timeout, SQLITE_BUSY).
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// The newest committed event sequence this process knows of.
+    last_event: Arc<watch::Sender<i64>>,
+}
+
+/// A write transaction; dropping it without `commit` rolls it back.
+pub(crate) struct WriteTx {
+    txn: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+    appended_event: Option<i64>,
+}
+
+impl Store {
+    /// Connects without touching the schema.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Store> {
+        let is_sqlite = settings.url.starts_with("sqlite:");
+        if is_sqlite {
+            create_sqlite_parent_dir(&settings.url)?;
+        }
+        let mut options = ConnectOptions::new(settings.url.clone());
+        options
+            .max_connections(settings.max_connections)
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_timeout(settings.acquire_timeout)
+            .sqlx_logging(false)
+            .test_before_acquire(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        let db = Database::connect(options).await.map_err(db_error)?;
+        let store = Store {
+            db,
+            sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))),
+            last_event: Arc::new(watch::channel(0).0),
+        };
+        Ok(store)
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        Migrator::up(&self.db, None).await.map_err(db_error)
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(db_error)
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub(crate) async fn begin(&self) -> Result<WriteTx> {
+        let writer = match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let options = TransactionOptions {
+            // IMMEDIATE takes the write lock up front: a deferred transaction that
+            // reads first and then writes can fail with SQLITE_BUSY at once.
+            sqlite_transaction_mode: writer.as_ref().map(|_| SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = self
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(db_error)?;
+        Ok(WriteTx {
+            txn,
+            _writer: writer,
+            appended_event: None,
+        })
+    }
+
+    pub(crate) async fn commit(&self, tx: WriteTx) -> Result<()> {
+        let appended = tx.appended_event;
+        tx.txn.commit().await.map_err(db_error)?;
+        if let Some(sequence) = appended {
+            self.last_event.send_if_modified(|last| {
+                let newer = sequence > *last;
+                if newer {
+                    *last = sequence;
+                }
+                newer
+            });
+        }
+        Ok(())
+    }
+
+    /// The 32-byte secret that keys page tokens and request fingerprints, created on
+    /// first use and shared by every instance on this database.
+    pub async fn server_secret(&self) -> Result<[u8; 32]> {
+        use entities::setting;
+        use rand::RngCore as _;
+        use sea_orm::{ActiveValue::Set, EntityTrait as _, sea_query::OnConflict};
+
+        const NAME: &str = "server_secret";
+        let mut fresh = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut fresh);
+        // Insert-if-absent, then read: two instances starting together agree on one.
+        setting::Entity::insert(setting::ActiveModel {
+            name: Set(NAME.into()),
+            value: Set(hex::encode(fresh)),
+        })
+        .on_conflict(
+            OnConflict::column(setting::Column::Name)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db_error)?;
+        let row = setting::Entity::find_by_id(NAME.to_string())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("server secret missing after insert"))?;
+        let bytes = hex::decode(&row.value).map_err(Error::internal)?;
+        bytes
+            .try_into()
+            .map_err(|_| Error::internal("server secret has the wrong length"))
+    }
+}
+
+fn create_sqlite_parent_dir(url: &str) -> Result<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Unavailable(Box::new(e)))?;
+    }
+    Ok(())
+}
+
+/// Classifies a database error: unreachable database → `Unavailable`; everything else
+/// is `Internal` unless the caller classified it first (see `is_unique_violation`).
+pub(crate) fn db_error(err: DbErr) -> Error {
+    if is_unavailable(&err) {
+        Error::Unavailable(Box::new(err))
+    } else {
+        Error::Internal(Box::new(err))
+    }
+}
+
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match &**sqlx {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Protocol(_) => true,
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL class 08 (connection exception), 57P01..57P03 (shutdown,
+            // crash, cannot connect now); SQLite 5/6 (busy, locked).
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "5"
+                || code == "6"
+                || code == "517"
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn to_micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(micros).single().unwrap_or_default()
+}
+
+/// Now, truncated to microseconds so it round-trips through the database unchanged.
+pub(crate) fn now() -> DateTime<Utc> {
+    from_micros(to_micros(Utc::now()))
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix pattern.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}

@@ -1,0 +1,65 @@
+//! Idempotency records: the first result of a create, keyed by its `request_id`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Store, WriteTx, db_error, entities::request_id, now, to_micros};
+use crate::domain::{Error, Result, idempotency::RequestKey};
+
+impl Store {
+    /// The first result stored under `key`, if any. A request id reused with another
+    /// body is an error.
+    pub async fn replay<T: DeserializeOwned>(&self, key: &RequestKey) -> Result<Option<T>> {
+        let row = request_id::Entity::find_by_id(key.request_id.uuid())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        decode(row, key)
+    }
+
+    /// Stores `response` as the first result of `key`, inside the create's transaction.
+    pub(crate) async fn remember<T: Serialize>(
+        &self,
+        tx: &WriteTx,
+        key: &RequestKey,
+        response: &T,
+    ) -> Result<()> {
+        request_id::Entity::insert(request_id::ActiveModel {
+            request_id: Set(key.request_id.uuid()),
+            fingerprint: Set(key.fingerprint.clone()),
+            response: Set(serde_json::to_string(response).map_err(Error::internal)?),
+            create_time: Set(to_micros(now())),
+        })
+        .exec_without_returning(&tx.txn)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Forgets request ids recorded before `cutoff`.
+    pub async fn prune_request_ids(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let tx = self.begin().await?;
+        let deleted = request_id::Entity::delete_many()
+            .filter(request_id::Column::CreateTime.lt(to_micros(cutoff)))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?
+            .rows_affected;
+        self.commit(tx).await?;
+        Ok(deleted)
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    row: Option<request_id::Model>,
+    key: &RequestKey,
+) -> Result<Option<T>> {
+    match row {
+        None => Ok(None),
+        Some(row) if row.fingerprint != key.fingerprint => Err(RequestKey::mismatch()),
+        Some(row) => serde_json::from_str(&row.response)
+            .map(Some)
+            .map_err(Error::internal),
+    }
+}

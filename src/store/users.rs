@@ -1,0 +1,426 @@
+//! Users and their memberships.
+
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
+    sea_query::{Expr, ExprTrait as _, LikeExpr, Query},
+};
+
+use super::{
+    Store, WriteTx, db_error,
+    entities::{membership, user},
+    from_micros, is_unique_violation, now, to_micros,
+};
+use crate::domain::{
+    Error, Result,
+    event::{EventResource, NewEvent},
+    id::Id,
+    idempotency::RequestKey,
+    membership::{Membership, MembershipStatus, MembershipTarget},
+    page::{Page, PageRequest},
+    user::{Email, NewUser, User, UserChanges, UserFilter, UserStatus},
+};
+
+/// A user with the stored password hash, for sign-in and password changes only.
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+fn user_from_row(row: &user::Model) -> Result<User> {
+    Ok(User {
+        id: Id::from_uuid(row.id),
+        email: Email::parse(&row.email)
+            .map_err(|e| Error::internal(format!("stored email {e}")))?,
+        first_name: row.first_name.clone(),
+        last_name: row.last_name.clone(),
+        language: row.language.clone(),
+        status: UserStatus::from_db(&row.status)
+            .ok_or_else(|| Error::internal("unknown stored user status"))?,
+        has_password: row.password_hash.is_some(),
+        last_login_time: row.last_login_time.map(from_micros),
+        create_time: from_micros(row.create_time),
+        update_time: from_micros(row.update_time),
+        revision: row.revision,
+    })
+}
+
+fn membership_from_row(row: membership::Model) -> Result<Membership> {
+    let target = match (row.customer_id, row.account_id) {
+        (Some(customer), None) => MembershipTarget::Customer(Id::from_uuid(customer)),
+        (None, Some(account)) => MembershipTarget::Account(Id::from_uuid(account)),
+        _ => return Err(Error::internal("membership names neither or both targets")),
+    };
+    Ok(Membership {
+        user_id: Id::from_uuid(row.user_id),
+        target,
+        owner: row.owner,
+        permissions: serde_json::from_str(&row.permissions).map_err(Error::internal)?,
+        status: MembershipStatus::from_db(&row.status)
+            .ok_or_else(|| Error::internal("unknown membership status"))?,
+        create_time: from_micros(row.create_time),
+        revision: row.revision,
+    })
+}
+
+fn email_taken(err: sea_orm::DbErr) -> Error {
+    if is_unique_violation(&err) {
+        Error::AlreadyExists {
+            resource: "user",
+            field: "email",
+            reason: "EMAIL_TAKEN",
+        }
+    } else {
+        db_error(err)
+    }
+}
+
+impl Store {
+    /// Creates a user, its `user.created` event and, with a key, its idempotency record,
+    /// in one transaction. A retry of the same request returns the first user.
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+        password_hash: Option<String>,
+        key: Option<&RequestKey>,
+    ) -> Result<User> {
+        match self.try_create_user(&new, password_hash, key).await {
+            // Lost a race with the same request id: the winner's result is the answer.
+            Err(error @ (Error::AlreadyExists { .. } | Error::Internal(_))) if key.is_some() => {
+                match self.replay::<User>(key.expect("checked")).await? {
+                    Some(user) => Ok(user),
+                    None => Err(error),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn try_create_user(
+        &self,
+        new: &NewUser,
+        password_hash: Option<String>,
+        key: Option<&RequestKey>,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        if let Some(key) = key
+            && let Some(first) = self.replay::<User>(key).await?
+        {
+            return Ok(first);
+        }
+        let now = to_micros(now());
+        let row = user::ActiveModel {
+            id: Set(Id::generate().uuid()),
+            email: Set(new.email.as_str().to_string()),
+            first_name: Set(new.first_name.clone()),
+            last_name: Set(new.last_name.clone()),
+            first_name_lower: Set(new.first_name.to_lowercase()),
+            last_name_lower: Set(new.last_name.to_lowercase()),
+            language: Set(new.language.clone()),
+            status: Set(new.status.as_str().to_string()),
+            password_hash: Set(password_hash),
+            last_login_time: Set(None),
+            create_time: Set(now),
+            update_time: Set(now),
+            revision: Set(1),
+        };
+        let inserted = user::Entity::insert(row)
+            .exec_with_returning(&tx.txn)
+            .await
+            .map_err(email_taken)?;
+        let created = user_from_row(&inserted)?;
+        if let Some(key) = key {
+            self.remember(&tx, key, &created).await?;
+        }
+        self.user_event(&mut tx, "user.created", &created).await?;
+        self.commit(tx).await?;
+        Ok(created)
+    }
+
+    async fn user_event(&self, tx: &mut WriteTx, kind: &'static str, user: &User) -> Result<i64> {
+        self.append_event(
+            tx,
+            NewEvent {
+                kind,
+                resource_id: user.id,
+                customer_id: None,
+                resource: EventResource::User(user.clone()),
+            },
+        )
+        .await
+    }
+
+    pub async fn get_user(&self, id: Id) -> Result<User> {
+        let row = user::Entity::find_by_id(id.uuid())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
+    }
+
+    pub async fn get_user_by_email(&self, email: &Email) -> Result<User> {
+        let row = user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
+    }
+
+    /// One keyset page of users in creation order.
+    pub async fn list_users(&self, filter: &UserFilter, page: PageRequest) -> Result<Page<User>> {
+        let mut query = user::Entity::find()
+            .order_by_asc(user::Column::Id)
+            .limit(page.size + 1);
+        if let Some(after) = page.after {
+            query = query.filter(user::Column::Id.gt(after.uuid()));
+        }
+        if let Some(prefix) = &filter.query {
+            let pattern = super::like_prefix(prefix);
+            let like = || LikeExpr::new(pattern.clone()).escape('\\');
+            query = query.filter(
+                Condition::any()
+                    .add(user::Column::Email.like(like()))
+                    .add(user::Column::FirstNameLower.like(like()))
+                    .add(user::Column::LastNameLower.like(like())),
+            );
+        }
+        for (column, target) in [
+            (membership::Column::CustomerId, filter.customer_id),
+            (membership::Column::AccountId, filter.account_id),
+        ] {
+            if let Some(target) = target {
+                query = query.filter(
+                    user::Column::Id.in_subquery(
+                        Query::select()
+                            .column(membership::Column::UserId)
+                            .from(membership::Entity)
+                            .and_where(Expr::col(column).eq(target.uuid()))
+                            .to_owned(),
+                    ),
+                );
+            }
+        }
+        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let more = rows.len() as u64 > page.size;
+        let items = rows
+            .iter()
+            .take(page.size as usize)
+            .map(user_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let next_after = if more {
+            items.last().map(|u| u.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// Applies `changes` if the user is still at `expected_revision` (when given).
+    pub async fn update_user(
+        &self,
+        id: Id,
+        expected_revision: Option<i64>,
+        changes: &UserChanges,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let current = self.locked_user(&tx, id, expected_revision).await?;
+        let mut updated = user_from_row(&current)?;
+        changes.apply(&mut updated);
+        updated.update_time = now();
+        updated.revision = current.revision + 1;
+        let result = user::Entity::update_many()
+            .col_expr(user::Column::Email, Expr::value(updated.email.as_str()))
+            .col_expr(
+                user::Column::FirstName,
+                Expr::value(updated.first_name.clone()),
+            )
+            .col_expr(
+                user::Column::LastName,
+                Expr::value(updated.last_name.clone()),
+            )
+            .col_expr(
+                user::Column::FirstNameLower,
+                Expr::value(updated.first_name.to_lowercase()),
+            )
+            .col_expr(
+                user::Column::LastNameLower,
+                Expr::value(updated.last_name.to_lowercase()),
+            )
+            .col_expr(
+                user::Column::Language,
+                Expr::value(updated.language.clone()),
+            )
+            .col_expr(user::Column::Status, Expr::value(updated.status.as_str()))
+            .col_expr(
+                user::Column::UpdateTime,
+                Expr::value(to_micros(updated.update_time)),
+            )
+            .col_expr(user::Column::Revision, Expr::value(updated.revision))
+            .filter(user::Column::Id.eq(id.uuid()))
+            .filter(user::Column::Revision.eq(current.revision))
+            .exec(&tx.txn)
+            .await
+            .map_err(email_taken)?;
+        if result.rows_affected != 1 {
+            return Err(Error::Aborted { resource: "user" });
+        }
+        self.user_event(&mut tx, "user.updated", &updated).await?;
+        self.commit(tx).await?;
+        Ok(updated)
+    }
+
+    /// Reads a user inside `tx` and checks the caller's etag against it.
+    async fn locked_user(
+        &self,
+        tx: &WriteTx,
+        id: Id,
+        expected_revision: Option<i64>,
+    ) -> Result<user::Model> {
+        let mut query = user::Entity::find_by_id(id.uuid());
+        // PostgreSQL: hold the row so a concurrent writer waits instead of racing the
+        // revision check. SQLite has one writer at a time already.
+        if self.sqlite_writer.is_none() {
+            query = query.lock_exclusive();
+        }
+        let row = query
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound { resource: "user" })?;
+        if expected_revision.is_some_and(|expected| expected != row.revision) {
+            return Err(Error::Aborted { resource: "user" });
+        }
+        Ok(row)
+    }
+
+    /// Deletes a user and their memberships, unless they own a customer or account.
+    pub async fn delete_user(&self, id: Id, expected_revision: Option<i64>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let current = self.locked_user(&tx, id, expected_revision).await?;
+        let owned = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(id.uuid()))
+            .filter(membership::Column::Owner.eq(true))
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        if owned.is_some() {
+            return Err(Error::FailedPrecondition {
+                kind: "USER_IS_OWNER",
+                subject: format!("users/{id}"),
+                description: "the user owns a customer or an account; move the ownership first"
+                    .into(),
+            });
+        }
+        let last = user_from_row(&current)?;
+        let deleted = user::Entity::delete_many()
+            .filter(user::Column::Id.eq(id.uuid()))
+            .filter(user::Column::Revision.eq(current.revision))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected != 1 {
+            return Err(Error::Aborted { resource: "user" });
+        }
+        self.user_event(&mut tx, "user.deleted", &last).await?;
+        self.commit(tx).await
+    }
+
+    pub async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>> {
+        let row = user::Entity::find()
+            .filter(user::Column::Email.eq(email))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        row.map(|row| {
+            Ok(Credentials {
+                user: user_from_row(&row)?,
+                password_hash: row.password_hash,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn credentials_by_id(&self, id: Id) -> Result<Credentials> {
+        let row = user::Entity::find_by_id(id.uuid())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound { resource: "user" })?;
+        Ok(Credentials {
+            user: user_from_row(&row)?,
+            password_hash: row.password_hash,
+        })
+    }
+
+    /// Replaces the password hash; the user's etag moves and `user.password_changed`
+    /// is written (without the hash).
+    pub async fn set_password_hash(&self, id: Id, password_hash: String) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let current = self.locked_user(&tx, id, None).await?;
+        let mut updated = user_from_row(&current)?;
+        updated.has_password = true;
+        updated.update_time = now();
+        updated.revision = current.revision + 1;
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(
+                user::Column::UpdateTime,
+                Expr::value(to_micros(updated.update_time)),
+            )
+            .col_expr(user::Column::Revision, Expr::value(updated.revision))
+            .filter(user::Column::Id.eq(id.uuid()))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        self.user_event(&mut tx, "user.password_changed", &updated)
+            .await?;
+        self.commit(tx).await?;
+        Ok(updated)
+    }
+
+    /// Records a successful sign-in: clears the email's failure count, stamps
+    /// `last_login_time` and stores a re-hash made with current parameters. This moves
+    /// neither the etag nor the event log: it is not an edit of the user, and bumping
+    /// the etag would make every sign-in abort concurrent edits.
+    pub async fn record_sign_in(
+        &self,
+        id: Id,
+        email: &str,
+        rehashed: Option<String>,
+    ) -> Result<User> {
+        let tx = self.begin().await?;
+        self.clear_sign_in_failures(&tx, email).await?;
+        let mut update = user::Entity::update_many()
+            .col_expr(user::Column::LastLoginTime, Expr::value(to_micros(now())))
+            .filter(user::Column::Id.eq(id.uuid()));
+        if let Some(hash) = rehashed {
+            update = update.col_expr(user::Column::PasswordHash, Expr::value(hash));
+        }
+        update.exec(&tx.txn).await.map_err(db_error)?;
+        let row = user::Entity::find_by_id(id.uuid())
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound { resource: "user" })?;
+        self.commit(tx).await?;
+        user_from_row(&row)
+    }
+
+    /// The user's memberships, oldest first; `active_only` drops inactive ones.
+    pub async fn memberships_of_user(
+        &self,
+        user_id: Id,
+        active_only: bool,
+    ) -> Result<Vec<Membership>> {
+        let mut query = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user_id.uuid()))
+            .order_by_asc(membership::Column::Id);
+        if active_only {
+            query = query.filter(membership::Column::Status.eq(MembershipStatus::Active.as_str()));
+        }
+        let rows = query.all(&self.db).await.map_err(db_error)?;
+        rows.into_iter().map(membership_from_row).collect()
+    }
+}
