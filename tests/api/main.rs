@@ -1,1 +1,7 @@
+//! Black-box tests through real gRPC clients. Each test runs on SQLite and, when it is
+//! reachable, on PostgreSQL (see `helpers`).
 
+mod helpers;
+
+mod foundation;
+mod users;

@@ -1,0 +1,1 @@
+//! Foundation tests: API keys, health, reflection, shutdown, events, TLS.
