@@ -203,20 +203,28 @@ impl App {
         violations.finish()?;
         let email = email.trim().to_lowercase();
 
-        if self
+        let attempt = self
             .store
             .reserve_sign_in_attempt(&email, self.throttle)
-            .await?
-            == Attempt::Locked
-        {
-            self.hasher.verify(password, None).await?;
-            return Err(Error::Unauthenticated(SIGN_IN_FAILED));
-        }
-        let credentials = self.store.credentials_by_email(&email).await?;
+            .await?;
+        let credentials = match attempt {
+            Attempt::Locked => None,
+            Attempt::Allowed => self.store.credentials_by_email(&email).await?,
+        };
         let stored_hash = credentials
             .as_ref()
             .and_then(|c| c.password_hash.as_deref());
-        let verification = self.hasher.verify(password, stored_hash).await?;
+        let verification = match self.hasher.verify(password, stored_hash).await {
+            Ok(verification) => verification,
+            Err(error) => {
+                // Nothing was checked (a full pool): this attempt is no guess.
+                self.store.release_sign_in_attempt(&email).await?;
+                return Err(error);
+            }
+        };
+        if attempt == Attempt::Locked {
+            return Err(Error::Unauthenticated(SIGN_IN_FAILED));
+        }
         let user = match credentials {
             Some(credentials) if verification.matches => credentials.user,
             _ => {

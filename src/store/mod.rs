@@ -65,7 +65,9 @@ impl Store {
             .acquire_timeout(settings.acquire_timeout)
             .connect_timeout(settings.acquire_timeout)
             .sqlx_logging(false)
-            .test_before_acquire(false)
+            // A connection left idle across a database outage is dead; checking it
+            // here replaces it instead of failing one call (or health probe) each.
+            .test_before_acquire(true)
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 opts.journal_mode(SqliteJournalMode::Wal)
@@ -74,7 +76,7 @@ impl Store {
                     .foreign_keys(true)
                     .create_if_missing(true)
             });
-        let db = Database::connect(options).await.map_err(db_error)?;
+        let db = connect_with_retry(options, is_sqlite, settings.acquire_timeout).await?;
         let store = Store {
             db,
             sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))),
@@ -83,9 +85,21 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. Processes that start together on one database (two
+    /// instances, or `tenancy keys` beside a starting server) take turns: one migrates,
+    /// the others then find nothing to do instead of racing to create the same tables.
     pub async fn migrate(&self) -> Result<()> {
-        Migrator::up(&self.db, None).await.map_err(db_error)
+        use sea_orm::ConnectionTrait as _;
+        // On SQLite the IMMEDIATE transaction holds the database's write lock.
+        let tx = self.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            tx.txn
+                .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427840)")
+                .await
+                .map_err(db_error)?;
+        }
+        Migrator::up(&tx.txn, None).await.map_err(db_error)?;
+        self.commit(tx).await
     }
 
     /// A cheap round trip, for health checks.
@@ -171,6 +185,48 @@ impl Store {
         bytes
             .try_into()
             .map_err(|_| Error::internal("server secret has the wrong length"))
+    }
+}
+
+/// Connects; on SQLite, retries while another process holds the lock. Turning a new
+/// file into WAL needs an exclusive lock that SQLite's busy handler does not wait for,
+/// so two processes opening a fresh file at once (a server and `tenancy keys`, or two
+/// instances) would otherwise fail with SQLITE_BUSY.
+async fn connect_with_retry(
+    options: ConnectOptions,
+    is_sqlite: bool,
+    patience: Duration,
+) -> Result<DatabaseConnection> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => return Ok(db),
+            Err(err)
+                if is_sqlite
+                    && is_sqlite_busy(&err)
+                    && started.elapsed() < patience.max(Duration::from_secs(5)) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(10)))).await;
+            }
+            Err(err) => return Err(db_error(err)),
+        }
+    }
+}
+
+fn is_sqlite_busy(err: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx))
+    | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx))) = err
+    else {
+        return false;
+    };
+    match &**sqlx {
+        sea_orm::sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("5" | "6" | "517"))
+        }
+        _ => false,
     }
 }
 

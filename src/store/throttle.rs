@@ -90,6 +90,21 @@ impl Store {
         self.commit(tx).await
     }
 
+    /// Gives back an attempt that was reserved but never verified (the hashing pool
+    /// turned it away), so load alone cannot lock anyone out.
+    pub async fn release_sign_in_attempt(&self, email: &str) -> Result<()> {
+        let tx = self.begin().await?;
+        tx.txn
+            .execute_raw(Statement::from_sql_and_values(
+                self.backend(),
+                "UPDATE login_throttle SET attempts = attempts - 1 WHERE email = $1 AND attempts > 0",
+                [email.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        self.commit(tx).await
+    }
+
     /// A successful sign-in clears the count (inside the sign-in's transaction).
     pub(crate) async fn clear_sign_in_failures(&self, tx: &WriteTx, email: &str) -> Result<()> {
         tx.txn

@@ -1,1 +1,54 @@
-//! Foundation tests: API keys, health, reflection, shutdown, events, TLS.
+//! Foundation tests (issue 2): API keys, health, reflection, the database going away and
+//! coming back, graceful shutdown, first start and `tenancy keys`, the event log, TLS.
+
+mod binary;
+mod database;
+mod events;
+mod keys;
+mod probes;
+mod startup;
+mod tls;
+
+use tenancy::pb;
+
+use crate::helpers::{Svc, TestApp};
+use tenancy::pb::user_service_client::UserServiceClient;
+
+/// A valid user to create.
+fn new_user(email: &str) -> pb::User {
+    pb::User {
+        email: email.into(),
+        first_name: "Ana".into(),
+        last_name: "Silva".into(),
+        ..Default::default()
+    }
+}
+
+fn create_request(email: &str) -> pb::CreateUserRequest {
+    pb::CreateUserRequest {
+        user: Some(new_user(email)),
+        password: String::new(),
+        request_id: String::new(),
+    }
+}
+
+fn get_by_email(email: &str) -> pb::GetUserRequest {
+    pb::GetUserRequest {
+        lookup: Some(pb::get_user_request::Lookup::Email(email.into())),
+    }
+}
+
+/// Creates a user with the admin key and returns it.
+async fn create_user(app: &TestApp, email: &str) -> pb::User {
+    create_user_with(&mut app.users.clone(), email).await
+}
+
+async fn create_user_with(users: &mut UserServiceClient<Svc>, email: &str) -> pb::User {
+    users
+        .create_user(create_request(email))
+        .await
+        .unwrap_or_else(|status| panic!("create {email}: {status:?}"))
+        .into_inner()
+        .user
+        .expect("a user")
+}

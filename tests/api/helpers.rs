@@ -408,3 +408,49 @@ pub fn error_reason(status: &Status) -> Option<String> {
     use tonic_types::StatusExt as _;
     status.get_details_error_info().map(|info| info.reason)
 }
+
+/// Like `spawn_app_with`, for a server that `configure` sets up for TLS: the clients
+/// connect over TLS with `client_tls` (server name, trusted CA, client identity).
+pub async fn spawn_tls_app(
+    backend: Backend,
+    configure: impl FnOnce(&mut ServeArgs),
+    client_tls: tonic::transport::ClientTlsConfig,
+) -> TestApp {
+    let database = backend.fresh_database().await;
+    let mut serve = test_serve_args();
+    configure(&mut serve);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let database = database.clone();
+        async move {
+            tenancy::startup::run(database, serve, listener, async {
+                let _ = signal.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+    });
+    let channel = tls_channel(address, client_tls);
+    let app = TestApp::new(
+        address,
+        database,
+        channel,
+        shutdown,
+        server,
+        Some(ADMIN_KEY.into()),
+    )
+    .await;
+    app.wait_until_serving().await;
+    app
+}
+
+/// A lazy TLS channel to `address`.
+pub fn tls_channel(address: SocketAddr, client_tls: tonic::transport::ClientTlsConfig) -> Channel {
+    Endpoint::from_shared(format!("https://{address}"))
+        .expect("endpoint")
+        .tls_config(client_tls)
+        .expect("client TLS settings")
+        .connect_lazy()
+}
