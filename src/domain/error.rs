@@ -21,7 +21,7 @@ impl FieldViolation {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; every violated field is listed.
-    #[error("the request has {} invalid field(s)", .0.len())]
+    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
     InvalidArgument(Vec<FieldViolation>),
     /// The named resource does not exist.
     #[error("{resource} not found")]
@@ -60,7 +60,7 @@ pub enum Error {
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A bug or an unexpected failure; the cause goes to the log, never to the caller.
-    #[error("internal error")]
+    #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 

@@ -18,6 +18,20 @@ impl Store {
         decode(row, key)
     }
 
+    /// `replay` inside `tx`, on its connection: a transaction that waited for a second
+    /// connection could exhaust the pool when as many creates run at once.
+    pub(crate) async fn replay_in<T: DeserializeOwned>(
+        &self,
+        tx: &WriteTx,
+        key: &RequestKey,
+    ) -> Result<Option<T>> {
+        let row = request_id::Entity::find_by_id(key.request_id.uuid())
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        decode(row, key)
+    }
+
     /// Stores `response` as the first result of `key`, inside the create's transaction.
     pub(crate) async fn remember<T: Serialize>(
         &self,

@@ -105,7 +105,7 @@ impl Store {
     ) -> Result<User> {
         let mut tx = self.begin().await?;
         if let Some(key) = key
-            && let Some(first) = self.replay::<User>(key).await?
+            && let Some(first) = self.replay_in::<User>(&tx, key).await?
         {
             return Ok(first);
         }

@@ -127,11 +127,16 @@ async fn postgres_database(admin_url: &str) -> String {
     static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     let template = TEMPLATE
         .get_or_init(|| async {
-            let name = format!("tenancy_template_{}", std::process::id());
+            let name = format!(
+                "tenancy_template_{}",
+                ulid::Ulid::new().to_string().to_lowercase()
+            );
             let admin = Database::connect(admin_url)
                 .await
                 .expect("connect to PostgreSQL");
-            // Databases of earlier runs are dropped here, so they do not pile up.
+            // Databases of earlier runs are dropped here, so they do not pile up; only
+            // those over an hour old (by the ULID in their name), so a test process
+            // running beside this one keeps its databases.
             let old = admin
                 .query_all_raw(sea_orm::Statement::from_string(
                     admin.get_database_backend(),
@@ -141,6 +146,17 @@ async fn postgres_database(admin_url: &str) -> String {
                 .expect("list databases");
             for row in old {
                 let old_name: String = row.try_get("", "datname").expect("datname");
+                let created = old_name
+                    .rsplit('_')
+                    .next()
+                    .and_then(|suffix| ulid::Ulid::from_string(&suffix.to_uppercase()).ok())
+                    .map(|ulid| ulid.datetime());
+                let stale = created.is_none_or(|created| {
+                    created.elapsed().unwrap_or_default() > Duration::from_secs(3600)
+                });
+                if !stale {
+                    continue;
+                }
                 let _ = admin
                     .execute_unprepared(&format!(
                         "DROP DATABASE IF EXISTS \"{old_name}\" WITH (FORCE)"

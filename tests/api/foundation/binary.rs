@@ -240,7 +240,7 @@ async fn sigterm_drains_in_flight_rpcs_reports_not_serving_and_exits_zero() {
         &[
             ("TENANCY_ADMIN_KEY", ADMIN_KEY),
             ("TENANCY_ARGON2_MEMORY_KIB", "65536"),
-            ("TENANCY_ARGON2_ITERATIONS", "8"),
+            ("TENANCY_ARGON2_ITERATIONS", "16"),
             ("TENANCY_SHUTDOWN_GRACE", "60"),
         ],
     )
@@ -315,7 +315,7 @@ async fn sigterm_drains_in_flight_rpcs_reports_not_serving_and_exits_zero() {
     let exited_after = signalled.elapsed();
 
     eprintln!(
-        "one argon2 hash (m=64 MiB, t=8) took {hash_time:?}; NOT_SERVING seen {:?} and \
+        "one argon2 hash (m=64 MiB, t=16) took {hash_time:?}; NOT_SERVING seen {:?} and \
          connections refused {:?} after SIGTERM; the in-flight RPC finished {:?} after \
          SIGTERM; the process exited {exited_after:?} after SIGTERM",
         not_serving_at - signalled,
