@@ -1,6 +1,7 @@
 //! User use cases: profile CRUD, passwords and sign-in.
 
 use super::App;
+use crate::hashing::Verification;
 use crate::{
     domain::{
         Error, Result, etag,
@@ -174,9 +175,19 @@ impl App {
             new.check_policy(credentials.user.email.as_str()),
         );
         violations.finish()?;
+        // The current password is a guess like a sign-in's: it shares the throttle.
+        let email = credentials.user.email.as_str();
+        let attempt = self
+            .store
+            .reserve_sign_in_attempt(email, self.throttle)
+            .await?;
         let verification = self
-            .hasher
-            .verify(current, credentials.password_hash.as_deref())
+            .verify_counted(
+                email,
+                attempt,
+                current,
+                credentials.password_hash.as_deref(),
+            )
             .await?;
         if !verification.matches {
             return Err(Error::Unauthenticated("the current password is incorrect"));
@@ -214,37 +225,60 @@ impl App {
         let stored_hash = credentials
             .as_ref()
             .and_then(|c| c.password_hash.as_deref());
-        let verification = match self.hasher.verify(password, stored_hash).await {
-            Ok(verification) => verification,
-            Err(error) => {
-                // Nothing was checked (a full pool): this attempt is no guess.
-                self.store.release_sign_in_attempt(&email).await?;
-                return Err(error);
-            }
-        };
-        if attempt == Attempt::Locked {
-            return Err(Error::Unauthenticated(SIGN_IN_FAILED));
-        }
+        let verification = self
+            .verify_counted(&email, attempt, password, stored_hash)
+            .await?;
         let user = match credentials {
             Some(credentials) if verification.matches => credentials.user,
-            _ => {
-                self.store
-                    .record_sign_in_failure(&email, self.throttle)
-                    .await?;
-                return Err(Error::Unauthenticated(SIGN_IN_FAILED));
-            }
+            _ => return Err(Error::Unauthenticated(SIGN_IN_FAILED)),
         };
         if user.status != crate::domain::user::UserStatus::Active {
             return Err(Error::Unauthenticated(SIGN_IN_FAILED));
         }
         let rehashed = if verification.needs_rehash {
-            Some(self.hasher.hash(password).await?)
+            match self.hasher.hash(password).await {
+                Ok(hash) => Some(hash),
+                // The password is right; a busy pool only postpones the re-hash.
+                Err(Error::ResourceExhausted(_)) => None,
+                Err(error) => return Err(error),
+            }
         } else {
             None
         };
         let user = self.store.record_sign_in(user.id, &email, rehashed).await?;
         let memberships = self.store.memberships_of_user(user.id, true).await?;
         Ok((user, memberships))
+    }
+
+    /// Verifies a password under the throttle of `email` after `attempt` was reserved:
+    /// a locked email is checked against the dummy hash and never matches (same cost,
+    /// same answer); a mismatch counts as a failure; a check the full pool turned away
+    /// gives its slot back, so load alone locks no one out.
+    async fn verify_counted(
+        &self,
+        email: &str,
+        attempt: Attempt,
+        password: &Password,
+        stored_hash: Option<&str>,
+    ) -> Result<Verification> {
+        let stored_hash = if attempt == Attempt::Locked {
+            None
+        } else {
+            stored_hash
+        };
+        let verification = match self.hasher.verify(password, stored_hash).await {
+            Ok(verification) => verification,
+            Err(error) => {
+                self.store.release_sign_in_attempt(email).await?;
+                return Err(error);
+            }
+        };
+        if !verification.matches {
+            self.store
+                .record_sign_in_failure(email, self.throttle)
+                .await?;
+        }
+        Ok(verification)
     }
 
     pub async fn list_user_memberships(&self, id: &str) -> Result<Vec<Membership>> {

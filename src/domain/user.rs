@@ -67,35 +67,8 @@ pub fn parse_language(text: &str) -> Result<String, String> {
         .map_err(|e| format!("is not a BCP 47 language tag: {e}"))?;
     tag.validate()
         .map_err(|e| format!("is not a valid BCP 47 language tag: {e}"))?;
-    Ok(canonical_case(tag.as_str()))
-}
-
-/// BCP 47 case conventions: language lower, script title, region upper.
-fn canonical_case(tag: &str) -> String {
-    let mut out = Vec::new();
-    let mut private_or_extension = false;
-    for (index, subtag) in tag.split('-').enumerate() {
-        let lower = subtag.to_ascii_lowercase();
-        if index == 0 || private_or_extension {
-            out.push(lower);
-            continue;
-        }
-        if subtag.len() == 1 {
-            private_or_extension = true;
-            out.push(lower);
-        } else if subtag.len() == 2
-            || (subtag.len() == 3 && subtag.bytes().all(|b| b.is_ascii_digit()))
-        {
-            out.push(subtag.to_ascii_uppercase());
-        } else if subtag.len() == 4 {
-            let mut chars = lower.chars();
-            let first = chars.next().map(|c| c.to_ascii_uppercase());
-            out.push(first.into_iter().chain(chars).collect());
-        } else {
-            out.push(lower);
-        }
-    }
-    out.join("-")
+    // language-tags writes the tag in BCP 47's canonical case (`pt-BR`, `zh-Hant-TW`).
+    Ok(tag.as_str().to_string())
 }
 
 /// Whether a user may sign in and act.

@@ -200,6 +200,24 @@ async fn set_password_enforces_the_policy_and_replaces_the_old_password(backend:
     assert_eq!(violated_fields(&status), ["user_id"]);
 }
 
+async fn wrong_current_passwords_share_the_sign_in_lockout(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.lockout_threshold = 3).await;
+    let email = unique_email("change-lock");
+    let created = create(&app, &email, GOOD_PASSWORD).await;
+    for _ in 0..3 {
+        let status = change_password(&app, &created.uuid, WRONG_PASSWORD, OTHER_PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // ChangePassword is a password oracle too: three wrong guesses there lock both.
+    let status = change_password(&app, &created.uuid, GOOD_PASSWORD, OTHER_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    refused(&app, &email, GOOD_PASSWORD).await;
+}
+
 async fn change_password_needs_the_right_current_password(backend: Backend) {
     let app = spawn_app(backend).await;
     let email = unique_email("change");
@@ -768,6 +786,7 @@ async fn an_overloaded_hashing_pool_locks_no_one_out(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    wrong_current_passwords_share_the_sign_in_lockout,
     create_user_enforces_the_password_policy,
     a_user_without_a_password_cannot_sign_in_until_one_is_set,
     set_password_enforces_the_policy_and_replaces_the_old_password,
