@@ -15,6 +15,9 @@
 //! which starts after `--warmup` and lasts `--duration` seconds. Requests still in flight
 //! when the window closes are cancelled and not counted.
 //!
+//! With `--rate R` the measured RPC runs open loop instead: R requests per second in
+//! total, each timed from when it was due (so a server that falls behind shows it).
+//!
 //! Output is one `key: value` per line (the background workload's keys start with
 //! `bg_`), and with `--json` one more line `json: {...}` holding the same figures.
 
@@ -45,10 +48,11 @@ const PASSWORD: &str = "correct horse battery staple 42";
 /// Drive a running tenancy server with one RPC (and optionally a second one in the
 /// background) and report throughput and latency.
 ///
-/// Closed loop: each of the N workers sends a request, waits for the answer, and sends
-/// the next; no coordinated-omission correction is made. Latency is measured per
-/// request with a monotonic clock and kept in an HDR histogram (µs resolution).
-/// Loopback targets only.
+/// Closed loop by default: each of the N workers sends a request, waits for the
+/// answer, and sends the next; no coordinated-omission correction is made. With --rate
+/// the measured RPC runs open loop and each latency counts from when the request was
+/// due. Latency is measured per request with a monotonic clock and kept in an HDR
+/// histogram (µs resolution). Loopback targets only.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", verbatim_doc_comment)]
 struct Args {
@@ -82,7 +86,13 @@ struct Args {
     /// to saturate the hashing pool while GetUser is measured.
     #[arg(long)]
     background_rpc: Option<Rpc>,
-    /// Concurrent workers of the background RPC.
+    /// Open loop for the measured RPC: send this many requests per second in total,
+    /// spread over the --concurrency workers (each sends on its own schedule and
+    /// latency counts from when a request was due, so falling behind shows in the
+    /// figures). Without it: closed loop. Use enough workers: rate x latency.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Concurrent workers of the background RPC (always closed loop).
     #[arg(long, default_value_t = 8)]
     background_concurrency: usize,
     /// CreateUser: also send a password (so each create hashes one).
@@ -343,11 +353,36 @@ struct Window {
     timeout: Duration,
 }
 
-async fn worker(mut client: Client, fixture: Arc<Fixture>, index: usize, window: Window) -> Tally {
+/// Open-loop pacing of one worker: its k-th request is due at `first + k * interval`.
+#[derive(Clone, Copy)]
+struct Pace {
+    first: tokio::time::Instant,
+    interval: Duration,
+}
+
+async fn worker(
+    mut client: Client,
+    fixture: Arc<Fixture>,
+    index: usize,
+    window: Window,
+    pace: Option<Pace>,
+) -> Tally {
     let mut tally = Tally::new();
     let mut seq: u64 = 0;
     loop {
-        let begun = Instant::now();
+        // Closed loop: the clock starts when the request is sent. Open loop: it starts
+        // when the request was due, so time spent behind schedule counts as latency.
+        let begun = match pace {
+            Some(pace) => {
+                let due = pace.first + pace.interval.mul_f64(seq as f64);
+                if due >= window.end {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                due.into_std()
+            }
+            None => Instant::now(),
+        };
         if tokio::time::Instant::from_std(begun) >= window.end {
             break;
         }
@@ -389,11 +424,22 @@ fn spawn_workload(
     fixture: Arc<Fixture>,
     concurrency: usize,
     window: Window,
+    rate: Option<f64>,
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
-    (0..concurrency.max(1))
+    let workers = concurrency.max(1);
+    let now = tokio::time::Instant::now();
+    (0..workers)
         .map(|i| {
             let client = clients[i % clients.len()].clone();
-            tokio::spawn(worker(client, fixture.clone(), i, window))
+            // Each worker sends rate/workers requests per second, staggered.
+            let pace = rate.map(|rate| {
+                let interval = Duration::from_secs_f64(workers as f64 / rate);
+                Pace {
+                    first: now + interval.mul_f64(i as f64 / workers as f64),
+                    interval,
+                }
+            });
+            tokio::spawn(worker(client, fixture.clone(), i, window, pace))
         })
         .collect()
 }
@@ -504,6 +550,12 @@ async fn run(args: Args) -> Result<(), String> {
     if !(args.duration > 0.0 && args.warmup >= 0.0 && args.timeout > 0.0) {
         return Err("--duration and --timeout must be > 0, --warmup >= 0".into());
     }
+    if args
+        .rate
+        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+    {
+        return Err("--rate must be > 0".into());
+    }
     let bearer: MetadataValue<Ascii> = format!("Bearer {}", args.key)
         .parse()
         .map_err(|_| "the key is not ASCII".to_string())?;
@@ -548,9 +600,10 @@ async fn run(args: Args) -> Result<(), String> {
         end: start + Duration::from_secs_f64(args.duration),
         timeout: Duration::from_secs_f64(args.timeout),
     };
-    let background_handles = background
-        .map(|fixture| spawn_workload(&clients, fixture, args.background_concurrency, window));
-    let handles = spawn_workload(&clients, fixture, args.concurrency, window);
+    let background_handles = background.map(|fixture| {
+        spawn_workload(&clients, fixture, args.background_concurrency, window, None)
+    });
+    let handles = spawn_workload(&clients, fixture, args.concurrency, window, args.rate);
     let tally = collect(handles).await;
     let background_tally = match background_handles {
         Some(handles) => Some(collect(handles).await),
@@ -563,6 +616,14 @@ async fn run(args: Args) -> Result<(), String> {
         ("warmup_s".into(), args.warmup.into()),
         ("channels".into(), args.channels.max(1).into()),
         ("setup_s".into(), round3(setup_seconds).into()),
+        (
+            "mode".into(),
+            match args.rate {
+                Some(rate) => format!("open-loop {rate}/s"),
+                None => "closed-loop".to_string(),
+            }
+            .into(),
+        ),
     ];
     lines.extend(report(
         "",
