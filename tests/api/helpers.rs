@@ -265,11 +265,15 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut ServeA
     spawn_app_on(database, serve).await
 }
 
-/// Starts a server on an existing database (a second instance shares the first's).
-pub async fn spawn_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestApp {
-    if std::env::var("TEST_LOG").as_deref() == Ok("1") {
-        tenancy::telemetry::init(tenancy::config::LogFormat::Text);
-    }
+/// Runs `startup::run` on a loopback port; the sender stops it.
+async fn start_server(
+    database: DatabaseSettings,
+    serve: ServeArgs,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), String>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (shutdown, signal) = oneshot::channel::<()>();
@@ -283,6 +287,15 @@ pub async fn spawn_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestA
             .map_err(|e| e.to_string())
         }
     });
+    (address, shutdown, server)
+}
+
+/// Starts a server on an existing database (a second instance shares the first's).
+pub async fn spawn_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestApp {
+    if std::env::var("TEST_LOG").as_deref() == Ok("1") {
+        tenancy::telemetry::init(tenancy::config::LogFormat::Text);
+    }
+    let (address, shutdown, server) = start_server(database.clone(), serve).await;
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .expect("endpoint")
         .connect_lazy();
@@ -435,19 +448,7 @@ pub async fn spawn_tls_app(
     let database = backend.fresh_database().await;
     let mut serve = test_serve_args();
     configure(&mut serve);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (shutdown, signal) = oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let database = database.clone();
-        async move {
-            tenancy::startup::run(database, serve, listener, async {
-                let _ = signal.await;
-            })
-            .await
-            .map_err(|e| e.to_string())
-        }
-    });
+    let (address, shutdown, server) = start_server(database.clone(), serve).await;
     let channel = tls_channel(address, client_tls);
     let app = TestApp::new(
         address,
