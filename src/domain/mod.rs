@@ -2,11 +2,13 @@
 //! types. Nothing here knows about gRPC or the database.
 
 pub mod api_key;
+pub mod customer;
 pub mod error;
 pub mod etag;
 pub mod event;
 pub mod id;
 pub mod idempotency;
+pub mod limits;
 pub mod membership;
 pub mod page;
 pub mod password;
