@@ -132,7 +132,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::customer_service_server::CustomerServiceServer::new(
-            grpc::CustomerApi,
+            grpc::CustomerApi::new(app.clone()),
         ))
         .add_service(pb::account_service_server::AccountServiceServer::new(
             grpc::AccountApi,

@@ -2,6 +2,7 @@
 //! `domain`, hash on the password pool, and persist through `store`.
 
 pub mod api_keys;
+pub mod customers;
 mod events;
 pub mod users;
 

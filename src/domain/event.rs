@@ -3,11 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{id::Id, membership::Membership, user::User};
+use super::{customer::Customer, id::Id, membership::Membership, user::User};
 
 /// The resource as it is after the change. Holds no secret, token or hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventResource {
+    /// Boxed: a customer is far larger than the other resources.
+    Customer(Box<Customer>),
     User(User),
     Membership(Membership),
 }

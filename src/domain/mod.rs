@@ -6,6 +6,7 @@ pub mod customer;
 pub mod error;
 pub mod etag;
 pub mod event;
+pub mod geo;
 pub mod id;
 pub mod idempotency;
 pub mod limits;

@@ -2,6 +2,7 @@
 //! types; one use case that must be atomic is one method running one transaction.
 
 mod api_keys;
+mod customers;
 mod entities;
 mod events;
 mod requests;
@@ -20,6 +21,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::domain::{Error, Result};
 
+pub use customers::CustomerOwner;
 pub use throttle::{Attempt, ThrottlePolicy};
 pub use users::Credentials;
 

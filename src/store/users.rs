@@ -28,7 +28,7 @@ pub struct Credentials {
     pub password_hash: Option<String>,
 }
 
-fn user_from_row(row: &user::Model) -> Result<User> {
+pub(crate) fn user_from_row(row: &user::Model) -> Result<User> {
     Ok(User {
         id: Id::from_uuid(row.id),
         email: Email::parse(&row.email)
@@ -46,7 +46,7 @@ fn user_from_row(row: &user::Model) -> Result<User> {
     })
 }
 
-fn membership_from_row(row: membership::Model) -> Result<Membership> {
+pub(crate) fn membership_from_row(row: membership::Model) -> Result<Membership> {
     let target = match (row.customer_id, row.account_id) {
         (Some(customer), None) => MembershipTarget::Customer(Id::from_uuid(customer)),
         (None, Some(account)) => MembershipTarget::Account(Id::from_uuid(account)),
@@ -109,7 +109,27 @@ impl Store {
         {
             return Ok(first);
         }
-        let now = to_micros(now());
+        let created = self
+            .insert_user_in(&tx, new, password_hash, now())
+            .await
+            .map_err(email_taken)?;
+        if let Some(key) = key {
+            self.remember(&tx, key, &created).await?;
+        }
+        self.user_event(&mut tx, "user.created", &created).await?;
+        self.commit(tx).await?;
+        Ok(created)
+    }
+
+    /// Inserts a user inside `tx`; the caller classifies a unique violation (email).
+    pub(crate) async fn insert_user_in(
+        &self,
+        tx: &WriteTx,
+        new: &NewUser,
+        password_hash: Option<String>,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> std::result::Result<User, sea_orm::DbErr> {
+        let time = to_micros(time);
         let row = user::ActiveModel {
             id: Set(Id::generate().uuid()),
             email: Set(new.email.as_str().to_string()),
@@ -121,21 +141,14 @@ impl Store {
             status: Set(new.status.as_str().to_string()),
             password_hash: Set(password_hash),
             last_login_time: Set(None),
-            create_time: Set(now),
-            update_time: Set(now),
+            create_time: Set(time),
+            update_time: Set(time),
             revision: Set(1),
         };
         let inserted = user::Entity::insert(row)
             .exec_with_returning(&tx.txn)
-            .await
-            .map_err(email_taken)?;
-        let created = user_from_row(&inserted)?;
-        if let Some(key) = key {
-            self.remember(&tx, key, &created).await?;
-        }
-        self.user_event(&mut tx, "user.created", &created).await?;
-        self.commit(tx).await?;
-        Ok(created)
+            .await?;
+        user_from_row(&inserted).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
     }
 
     async fn user_event(&self, tx: &mut WriteTx, kind: &'static str, user: &User) -> Result<i64> {
@@ -157,6 +170,18 @@ impl Store {
             .await
             .map_err(db_error)?;
         user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
+    }
+
+    pub async fn user_exists_by_email(&self, email: &Email) -> Result<bool> {
+        let found = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::Email.eq(email.as_str()))
+            .into_tuple::<sea_orm::prelude::Uuid>()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(found.is_some())
     }
 
     pub async fn get_user_by_email(&self, email: &Email) -> Result<User> {

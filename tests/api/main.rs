@@ -3,5 +3,6 @@
 
 mod helpers;
 
+mod customers;
 mod foundation;
 mod users;

@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table. They never leave `store/`.
 
 pub mod api_key;
+pub mod customer;
 pub mod event;
 pub mod membership;
 pub mod request_id;

@@ -1,5 +1,10 @@
 //! Conversions between protobuf messages and domain values.
 
+mod customers;
+mod structs;
+
+pub use customers::{customer_fields, customer_status, customer_type};
+
 use chrono::{DateTime, Utc};
 
 use super::pb;
@@ -74,6 +79,9 @@ impl From<&Event> for pb::Event {
             time: Some(timestamp(event.time)),
             resource: Some(match &event.resource {
                 EventResource::User(user) => pb::event::Resource::User(user.into()),
+                EventResource::Customer(customer) => {
+                    pb::event::Resource::Customer(customer.as_ref().into())
+                }
                 EventResource::Membership(membership) => {
                     pb::event::Resource::Membership(membership.into())
                 }
