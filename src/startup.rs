@@ -135,7 +135,7 @@ pub async fn run(
             grpc::CustomerApi::new(app.clone()),
         ))
         .add_service(pb::account_service_server::AccountServiceServer::new(
-            grpc::AccountApi,
+            grpc::AccountApi::new(app.clone()),
         ))
         .add_service(pb::user_service_server::UserServiceServer::new(
             grpc::UserApi::new(app.clone()),

@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_foundation;
 mod m20261123_000002_create_users;
 mod m20261201_000003_create_customers;
+mod m20261201_000004_create_accounts;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_foundation::Migration),
             Box::new(m20261123_000002_create_users::Migration),
             Box::new(m20261201_000003_create_customers::Migration),
+            Box::new(m20261201_000004_create_accounts::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Use cases: each public method is one thing a caller can ask for. They validate with
 //! `domain`, hash on the password pool, and persist through `store`.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod customers;
 mod events;

@@ -3,13 +3,14 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{customer::Customer, id::Id, membership::Membership, user::User};
+use super::{account::Account, customer::Customer, id::Id, membership::Membership, user::User};
 
 /// The resource as it is after the change. Holds no secret, token or hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventResource {
     /// Boxed: a customer is far larger than the other resources.
     Customer(Box<Customer>),
+    Account(Box<Account>),
     User(User),
     Membership(Membership),
 }

@@ -1,6 +1,7 @@
 //! The rules: identifiers, validation, users, passwords, API keys and events, as plain
 //! types. Nothing here knows about gRPC or the database.
 
+pub mod account;
 pub mod api_key;
 pub mod customer;
 pub mod error;

@@ -1,8 +1,130 @@
-//! `AccountService`: declared in the contract; its RPCs answer UNIMPLEMENTED until the
-//! account use cases land.
+//! `AccountService`. Members and invitations answer UNIMPLEMENTED until the members
+//! issue lands.
 
-use super::pb;
+use tonic::{Request, Response, Status};
 
-pub struct AccountApi;
+use super::{convert, pb, request_key};
+use crate::{
+    app::{App, accounts::OwnerRequest},
+    domain::password::Password,
+};
 
-impl pb::account_service_server::AccountService for AccountApi {}
+pub struct AccountApi {
+    app: App,
+}
+
+impl AccountApi {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::account_service_server::AccountService for AccountApi {
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::CreateAccountResponse>, Status> {
+        use pb::create_account_request::Owner;
+        let request = request.into_inner();
+        let key = request_key(
+            &self.app,
+            "CreateAccount",
+            &request,
+            &request.request_id,
+            |r| r.request_id.clear(),
+        )?;
+        let fields = convert::account_fields(request.account.as_ref())?;
+        let owner = match &request.owner {
+            None => OwnerRequest::Default,
+            Some(Owner::OwnerUserId(id)) => OwnerRequest::UserId(id),
+            Some(Owner::NewOwner(new)) => OwnerRequest::NewOwner {
+                email: &new.email,
+                first_name: &new.first_name,
+                last_name: &new.last_name,
+                password: Password::new(new.password.clone()),
+            },
+        };
+        let account = self
+            .app
+            .create_account(&request.customer_id, &fields, owner, key)
+            .await?;
+        Ok(Response::new(pb::CreateAccountResponse {
+            account: Some((&account).into()),
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let account = self
+            .app
+            .get_account(&request.into_inner().account_id)
+            .await?;
+        Ok(Response::new(pb::GetAccountResponse {
+            account: Some((&account).into()),
+        }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let r = request.into_inner();
+        let status = convert::account_status("status", r.status)?;
+        let service_type = convert::service_type("service_type", r.service_type)?;
+        let (accounts, next_page_token) = self
+            .app
+            .list_accounts(
+                &r.customer_id,
+                status,
+                service_type,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: accounts.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<pb::UpdateAccountRequest>,
+    ) -> Result<Response<pb::UpdateAccountResponse>, Status> {
+        let r = request.into_inner();
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let fields = convert::account_fields(r.account.as_ref())?;
+        let account = self
+            .app
+            .update_account(&r.account_id, &r.etag, &mask, &fields)
+            .await?;
+        Ok(Response::new(pb::UpdateAccountResponse {
+            account: Some((&account).into()),
+        }))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let r = request.into_inner();
+        self.app.delete_account(&r.account_id, &r.etag).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    async fn get_effective_limits(
+        &self,
+        request: Request<pb::GetEffectiveLimitsRequest>,
+    ) -> Result<Response<pb::GetEffectiveLimitsResponse>, Status> {
+        let limits = self
+            .app
+            .effective_limits(&request.into_inner().account_id)
+            .await?;
+        Ok(Response::new(pb::GetEffectiveLimitsResponse {
+            limits: limits.iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -547,7 +547,7 @@ impl Store {
 
     /// Reads a customer inside `tx`, holding its row on PostgreSQL, and checks that it
     /// is still at `expected_revision` (when given).
-    async fn locked_customer(
+    pub(crate) async fn locked_customer(
         &self,
         tx: &WriteTx,
         id: Id,
@@ -640,8 +640,8 @@ impl Store {
         Ok(Attempt::Done(next))
     }
 
-    /// Every membership of the customer and of its accounts, oldest first.
-    async fn memberships_under_customer(
+    /// The memberships of the customer itself (not of its accounts), oldest first.
+    async fn customer_memberships(
         &self,
         tx: &WriteTx,
         customer_id: Id,
@@ -654,8 +654,22 @@ impl Store {
             .map_err(db_error)
     }
 
+    /// The termination cascade: every account of the customer INACTIVE and every
+    /// membership of the customer and its accounts inactive, with an event each.
     async fn deactivate_customer_members(&self, tx: &mut WriteTx, customer_id: Id) -> Result<()> {
-        let rows = self.memberships_under_customer(tx, customer_id).await?;
+        let rows = self.customer_memberships(tx, customer_id).await?;
+        self.deactivate_memberships(tx, rows, customer_id).await?;
+        self.deactivate_accounts_in(tx, customer_id).await
+    }
+
+    /// Makes the active memberships among `rows` inactive, with a `membership.updated`
+    /// event each.
+    pub(crate) async fn deactivate_memberships(
+        &self,
+        tx: &mut WriteTx,
+        rows: Vec<membership::Model>,
+        customer_id: Id,
+    ) -> Result<()> {
         let update_time = to_micros(now());
         for row in rows {
             if row.status == MembershipStatus::Inactive.as_str() {
@@ -681,8 +695,9 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a TERMINATED customer with everything it owns (its memberships, and the
-    /// lists stored in its row), with an event each; its users stay.
+    /// Deletes a TERMINATED customer with everything it owns (its accounts, their and
+    /// its memberships, and the lists stored in its row), with an event each; its
+    /// users stay.
     pub async fn delete_customer(&self, id: Id, expected_revision: Option<i64>) -> Result<()> {
         let mut tx = self.begin().await?;
         let current = self.locked_customer(&tx, id, expected_revision).await?;
@@ -696,7 +711,9 @@ impl Store {
                 ),
             });
         }
-        let memberships = self.memberships_under_customer(&tx, id).await?;
+        let accounts = self.accounts_of_customer_in(&tx, id).await?;
+        self.delete_accounts_in(&mut tx, accounts).await?;
+        let memberships = self.customer_memberships(&tx, id).await?;
         membership::Entity::delete_many()
             .filter(membership::Column::CustomerId.eq(id.uuid()))
             .exec(&tx.txn)
@@ -738,7 +755,7 @@ fn conflict_error(field: &'static str) -> Error {
     }
 }
 
-fn domain_not_allowed(user: &User) -> Error {
+pub(crate) fn domain_not_allowed(user: &User) -> Error {
     Error::FailedPrecondition {
         kind: "EMAIL_DOMAIN_NOT_ALLOWED",
         subject: format!("users/{}", user.id),

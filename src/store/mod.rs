@@ -1,6 +1,7 @@
 //! Persistence: the only module that knows sea-orm. Functions take and return domain
 //! types; one use case that must be atomic is one method running one transaction.
 
+mod accounts;
 mod api_keys;
 mod customers;
 mod entities;
@@ -21,6 +22,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::domain::{Error, Result};
 
+pub use accounts::AccountOwner;
 pub use customers::CustomerOwner;
 pub use throttle::{Attempt, ThrottlePolicy};
 pub use users::Credentials;

@@ -1,6 +1,8 @@
 //! `Customer` and its parts, between protobuf and the domain.
 
-use super::{pb, structs::limits_struct, structs::to_json_object, structs::to_struct, timestamp};
+use super::{
+    keep, pb, structs::limits_struct, structs::to_json_object, structs::to_struct, timestamp,
+};
 use crate::domain::{
     Error, Result,
     customer::{
@@ -49,18 +51,6 @@ fn telephone_type(field: &str, value: i32) -> Result<Option<TelephoneType>> {
         Ok(pb::TelephoneType::Landline) => Ok(Some(TelephoneType::Landline)),
         Ok(pb::TelephoneType::Mobile) => Ok(Some(TelephoneType::Mobile)),
         Err(_) => Err(not_in_enum(field, value, "TelephoneType")),
-    }
-}
-
-/// The value of a conversion, or its violations recorded (these conversions fail only
-/// with validation errors).
-fn keep<T>(violations: &mut Violations, result: Result<T>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(error) => {
-            let _ = violations.absorb(error);
-            None
-        }
     }
 }
 

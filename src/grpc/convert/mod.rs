@@ -1,8 +1,10 @@
 //! Conversions between protobuf messages and domain values.
 
+mod accounts;
 mod customers;
 mod structs;
 
+pub use accounts::{account_fields, account_status, service_type};
 pub use customers::{customer_fields, customer_status, customer_type};
 
 use chrono::{DateTime, Utc};
@@ -14,6 +16,18 @@ use crate::domain::{
     membership::{Membership, MembershipStatus, MembershipTarget},
     user::{User, UserFields, UserStatus},
 };
+
+/// The value of a conversion, or its violations recorded (these conversions fail only
+/// with validation errors).
+pub(super) fn keep<T>(violations: &mut crate::domain::violations::Violations, result: Result<T>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            let _ = violations.absorb(error);
+            None
+        }
+    }
+}
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -81,6 +95,9 @@ impl From<&Event> for pb::Event {
                 EventResource::User(user) => pb::event::Resource::User(user.into()),
                 EventResource::Customer(customer) => {
                     pb::event::Resource::Customer(customer.as_ref().into())
+                }
+                EventResource::Account(account) => {
+                    pb::event::Resource::Account(account.as_ref().into())
                 }
                 EventResource::Membership(membership) => {
                     pb::event::Resource::Membership(membership.into())

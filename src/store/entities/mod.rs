@@ -1,5 +1,6 @@
 //! sea-orm entities, one per table. They never leave `store/`.
 
+pub mod account;
 pub mod api_key;
 pub mod customer;
 pub mod event;
