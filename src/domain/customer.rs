@@ -5,19 +5,30 @@
 
 pub mod contact;
 pub mod documents;
+pub mod domains;
 pub mod names;
+mod profile;
 pub mod settings;
+pub mod tax_ids;
+mod update;
+
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, id::Id, limits::Limits, user::Email};
+use super::{Result, id::Id, limits::Limits, user::Email, violations::Violations};
+use profile::required;
 
 pub use contact::{Address, AddressFields, AddressType, Telephone, TelephoneFields, TelephoneType};
 pub use documents::{LegalDocument, LegalDocumentFields};
 
-/// A JSON object, as `customer_settings` and `customer_metadata` hold.
-pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+pub use super::geo::parse_country;
+pub use super::metadata::JsonObject;
+pub use domains::parse_hostname;
+pub use names::{collision_subdomain, generate_customer_key, parse_subdomain};
+pub use profile::parse_external_id;
 
 /// Where a customer is in its lifecycle. Any status may move to any other, except out
 /// of `Terminated`.
@@ -254,8 +265,63 @@ impl NewCustomer {
         fields: &CustomerFields<'_>,
         today: NaiveDate,
     ) -> Result<NewCustomer> {
-        let _ = (prefix, fields, today);
-        todo!("customers domain helper")
+        let mut violations = Violations::new();
+        let parsed = profile::parse_named(prefix, fields, today, &|_| true, &mut violations)?;
+        let company_name = parsed.company_name.clone().unwrap_or_default();
+        profile::check_company(prefix, parsed.customer_type, &company_name, &mut violations);
+        let country = parsed.country.clone().flatten();
+        let telephones = contact::parse_telephones(
+            &mut violations,
+            &format!("{prefix}.telephones"),
+            &fields.telephones,
+            country.as_deref(),
+        );
+        violations.finish()?;
+
+        let first_name = required(parsed.first_name, "first_name")?;
+        let last_name = required(parsed.last_name, "last_name")?;
+        let customer_type = required(parsed.customer_type, "customer_type")?;
+        let name =
+            profile::display_name(Some(customer_type), &company_name, &first_name, &last_name);
+        let customer_prefix = match required(parsed.customer_prefix, "customer_prefix")? {
+            Some(given) => given,
+            None => names::derived_prefix(&name),
+        };
+        let subdomain = match required(parsed.subdomain, "subdomain")? {
+            Some(given) => SubdomainChoice::Given(given),
+            None => SubdomainChoice::Generated(names::generated_subdomain(&name)),
+        };
+        Ok(NewCustomer {
+            external_id: required(parsed.external_id, "external_id")?,
+            tenant_id: required(parsed.tenant_id, "tenant_id")?,
+            customer_prefix,
+            status: fields.status.unwrap_or(CustomerStatus::Active),
+            email: required(parsed.email, "email")?,
+            first_name,
+            last_name,
+            company_name,
+            customer_type,
+            hostname: required(parsed.hostname, "hostname")?,
+            subdomain,
+            country,
+            currency: required(parsed.currency, "currency")?,
+            language: required(parsed.language, "language")?,
+            delinquent: fields.delinquent,
+            allowed_domains_origins: required(
+                parsed.allowed_domains_origins,
+                "allowed_domains_origins",
+            )?,
+            allowed_domains_registration: required(
+                parsed.allowed_domains_registration,
+                "allowed_domains_registration",
+            )?,
+            settings: required(parsed.settings, "customer_settings")?,
+            metadata: required(parsed.metadata, "customer_metadata")?,
+            limits: required(parsed.limits, "customer_limits")?,
+            addresses: required(parsed.addresses, "addresses")?,
+            telephones,
+            legal_documents: required(parsed.legal_documents, "legal_documents")?,
+        })
     }
 }
 
@@ -272,7 +338,6 @@ impl Customer {
         fields: &CustomerFields<'_>,
         today: NaiveDate,
     ) -> Result<Customer> {
-        let _ = (paths, fields, today);
-        todo!("customers domain helper")
+        update::changed(self, paths, fields, today)
     }
 }

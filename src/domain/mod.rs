@@ -12,6 +12,7 @@ pub mod id;
 pub mod idempotency;
 pub mod limits;
 pub mod membership;
+pub mod metadata;
 pub mod page;
 pub mod password;
 pub mod user;
