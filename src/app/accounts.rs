@@ -52,9 +52,9 @@ impl App {
         };
         let owner = match owner {
             OwnerRequest::Default => Some(OwnerChoice::CustomerOwner),
-            OwnerRequest::UserId(id) => {
-                violations.check("owner_user_id", Id::parse(id)).map(OwnerChoice::User)
-            }
+            OwnerRequest::UserId(id) => violations
+                .check("owner_user_id", Id::parse(id))
+                .map(OwnerChoice::User),
             OwnerRequest::NewOwner {
                 email,
                 first_name,

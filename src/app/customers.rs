@@ -8,7 +8,7 @@ use crate::{
         Error, Result,
         customer::{
             Customer, CustomerFields, CustomerFilter, CustomerKey, CustomerStatus, CustomerType,
-            NewCustomer, names,
+            NewCustomer, domains,
         },
         etag,
         id::Id,
@@ -127,7 +127,7 @@ impl App {
                 CustomerKey::Subdomain(required("subdomain", subdomain)?.to_ascii_lowercase())
             }
             Some(CustomerLookup::Hostname(hostname)) => CustomerKey::Hostname(
-                names::parse_hostname(hostname).map_err(|e| Error::invalid("hostname", e))?,
+                domains::parse_hostname(hostname).map_err(|e| Error::invalid("hostname", e))?,
             ),
         };
         self.store.get_customer_by(&key).await

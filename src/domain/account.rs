@@ -250,10 +250,8 @@ impl Account {
             next.name = name;
         }
         if wants("external_id")
-            && let Some(external_id) = violations.check(
-                "account.external_id",
-                parse_external_id(fields.external_id),
-            )
+            && let Some(external_id) =
+                violations.check("account.external_id", parse_external_id(fields.external_id))
         {
             next.external_id = external_id;
         }

@@ -142,7 +142,9 @@ impl Store {
         let now = now();
         let (owner_user, created_user) = match owner {
             AccountOwner::User(id) => (self.user_in(&tx, *id).await?, false),
-            AccountOwner::CustomerOwner => (self.user_in(&tx, customer.owner_user_id).await?, false),
+            AccountOwner::CustomerOwner => {
+                (self.user_in(&tx, customer.owner_user_id).await?, false)
+            }
             AccountOwner::NewUser {
                 new_user,
                 password_hash,
@@ -329,7 +331,9 @@ impl Store {
                 return Err(Error::FailedPrecondition {
                     kind: "CUSTOMER_TERMINATED",
                     subject: format!("customers/{}", customer.id),
-                    description: "the account's customer is TERMINATED: its accounts cannot change status".into(),
+                    description:
+                        "the account's customer is TERMINATED: its accounts cannot change status"
+                            .into(),
                 });
             }
         }
@@ -351,8 +355,7 @@ impl Store {
                 resource: "account",
             });
         }
-        if current.status != AccountStatus::Terminated && next.status == AccountStatus::Terminated
-        {
+        if current.status != AccountStatus::Terminated && next.status == AccountStatus::Terminated {
             let rows = membership::Entity::find()
                 .filter(membership::Column::AccountId.eq(next.id.uuid()))
                 .order_by_asc(membership::Column::Id)

@@ -207,17 +207,28 @@ impl Store {
                 }
             }
         };
-        self.check_unique(
-            &tx,
-            None,
-            &UniqueValues {
-                email: new.email.as_str(),
-                subdomain: &subdomain,
-                hostname: new.hostname.as_deref(),
-                external_id: new.external_id.as_deref(),
-            },
-        )
-        .await?;
+        let checked = self
+            .check_unique(
+                &tx,
+                None,
+                &UniqueValues {
+                    email: new.email.as_str(),
+                    subdomain: &subdomain,
+                    hostname: new.hostname.as_deref(),
+                    external_id: new.external_id.as_deref(),
+                },
+            )
+            .await;
+        match checked {
+            // A concurrent create took the generated slug since we looked: the next try
+            // sees it and takes the collision form.
+            Err(Error::AlreadyExists {
+                field: "subdomain", ..
+            }) if matches!(new.subdomain, SubdomainChoice::Generated(_)) => {
+                return Ok(Attempt::LostRace);
+            }
+            other => other?,
+        }
 
         let customer = Customer {
             id: Id::generate(),

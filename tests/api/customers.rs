@@ -5,7 +5,7 @@ mod lifecycle;
 mod lookup;
 mod races;
 mod update;
-mod validation;
+pub mod validation;
 
 use tenancy::{domain::event::Event, pb};
 use tonic::{Code, Status};

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod accounts;
 mod customers;
 mod foundation;
 mod users;

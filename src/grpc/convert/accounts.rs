@@ -34,7 +34,10 @@ pub fn service_type(field: &str, value: i32) -> Result<Option<ServiceType>> {
         Ok(pb::ServiceType::Unspecified) => Ok(None),
         Ok(pb::ServiceType::VideoStreaming) => Ok(Some(ServiceType::VideoStreaming)),
         Ok(pb::ServiceType::WebMeeting) => Ok(Some(ServiceType::WebMeeting)),
-        Err(_) => Err(Error::invalid(field, format!("{value} is not a ServiceType"))),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not a ServiceType"),
+        )),
     }
 }
 

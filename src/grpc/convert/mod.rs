@@ -19,7 +19,10 @@ use crate::domain::{
 
 /// The value of a conversion, or its violations recorded (these conversions fail only
 /// with validation errors).
-pub(super) fn keep<T>(violations: &mut crate::domain::violations::Violations, result: Result<T>) -> Option<T> {
+pub(super) fn keep<T>(
+    violations: &mut crate::domain::violations::Violations,
+    result: Result<T>,
+) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(error) => {
