@@ -252,9 +252,7 @@ async fn follow(
     let mut step = Step::CatchUp;
     loop {
         step = match step {
-            Step::CatchUp => {
-                catch_up(&store, &mut cursor, &sender, &mut shutting_down).await
-            }
+            Step::CatchUp => catch_up(&store, &mut cursor, &sender, &mut shutting_down).await,
             Step::Live => follow_live(&mut live, &mut cursor, &sender, &mut shutting_down).await,
             Step::End => return,
         };

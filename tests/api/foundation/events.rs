@@ -319,7 +319,10 @@ async fn after_pruning_zero_starts_at_the_oldest_kept_event_and_older_resumes_ar
     assert_eq!(user_of(&from_zero_live).uuid, later.uuid);
     assert_eq!(from_two.code(), Code::OutOfRange, "{from_two:?}");
     assert_eq!(from_one.code(), Code::OutOfRange, "{from_one:?}");
-    assert_eq!(from_three_first.sequence, 4, "resuming at the pruned edge works");
+    assert_eq!(
+        from_three_first.sequence, 4,
+        "resuming at the pruned edge works"
+    );
 }
 
 async fn zero_works_when_every_event_was_pruned(backend: Backend) {
@@ -343,7 +346,9 @@ async fn zero_works_when_every_event_was_pruned(backend: Backend) {
 }
 
 /// The next message of a stream that should end: its status, or `None` if it ended OK.
-async fn stream_end(stream: &mut Streaming<StreamEventsResponse>) -> Result<Option<i64>, tonic::Status> {
+async fn stream_end(
+    stream: &mut Streaming<StreamEventsResponse>,
+) -> Result<Option<i64>, tonic::Status> {
     match tokio::time::timeout(PATIENCE, stream.message()).await {
         Ok(Ok(Some(message))) => Ok(Some(message.event.expect("an event").sequence)),
         Ok(Ok(None)) => Ok(None),
@@ -371,13 +376,19 @@ async fn an_open_stream_that_pruning_overtakes_ends_out_of_range(backend: Backen
     let mut restarted = open_stream(&a, 0).await;
     let restart_first = next_event(&mut restarted).await;
 
-    assert_eq!(seen.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        seen.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(pruned, 4);
     let status = ended.expect_err("the stream ends with an error, not with event 5");
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(status.message().contains("3 to 4"), "{status:?}");
     assert_eq!(resumed.code(), Code::OutOfRange, "{resumed:?}");
-    assert_eq!(restart_first.sequence, 5, "a resynchronised consumer starts from 0");
+    assert_eq!(
+        restart_first.sequence, 5,
+        "a resynchronised consumer starts from 0"
+    );
     assert_eq!(user_of(&restart_first).uuid, fifth.uuid);
 }
 
@@ -413,10 +424,18 @@ async fn get_event_log_reports_the_kept_range_and_the_retention(backend: Backend
     let new = create_user(&app, &unique_email("new")).await;
     let first_new = next_event(&mut only_new).await;
 
-    assert_eq!(bounds(&empty), (1, 0), "a new log: nothing kept, nothing written");
+    assert_eq!(
+        bounds(&empty),
+        (1, 0),
+        "a new log: nothing kept, nothing written"
+    );
     assert_eq!(empty.retention_days, 7);
     assert_eq!(bounds(&three), (1, 3));
-    assert_eq!(bounds(&all_pruned), (4, 3), "empty again: oldest is the next sequence");
+    assert_eq!(
+        bounds(&all_pruned),
+        (4, 3),
+        "empty again: oldest is the next sequence"
+    );
     assert_eq!(bounds(&two_kept), (4, 5));
     assert_eq!(two_kept.retention_days, 7);
     assert_eq!(first_new.sequence, 6);
