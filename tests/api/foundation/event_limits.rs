@@ -240,7 +240,61 @@ async fn http2_keepalive_drops_a_peer_that_stops_answering(backend: Backend) {
     );
 }
 
+async fn a_consumer_that_falls_far_behind_still_gets_every_event_once_in_order(backend: Backend) {
+    use tenancy::domain::user::{NewUser, UserFields};
+    const EVENTS: i64 = 3_000;
+    let app = spawn_app_with(backend, |serve| serve.event_poll_interval_ms = 100).await;
+    // A small HTTP/2 window and a consumer that does not read: the server's stream
+    // stalls, the process-wide broadcast moves on, and the stream must catch up from
+    // the database instead of skipping what the broadcast no longer holds.
+    let channel = Endpoint::from_shared(format!("http://{}", app.address))
+        .expect("endpoint")
+        .initial_stream_window_size(65_535)
+        .connect_lazy();
+    let mut stream = open(channel, ADMIN_KEY, 0).await.expect("open");
+    // Written beside the server (as another instance would), so they arrive in
+    // batches through the poll, faster than the stalled stream takes them.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = app.store.clone();
+            tokio::spawn(async move {
+                for i in 0..EVENTS / 4 {
+                    let email = unique_email(&format!("bulk{w}-{i}"));
+                    let fields = UserFields {
+                        email: &email,
+                        first_name: "Bulk",
+                        last_name: "Writer",
+                        ..Default::default()
+                    };
+                    let user = NewUser::parse("user", &fields).expect("a valid user");
+                    store.create_user(user, None, None).await.expect("create");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    // The feed has broadcast far more than it keeps for a stalled stream.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut received = Vec::new();
+    while received.len() < EVENTS as usize {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(message))) => received.push(message.event.expect("an event").sequence),
+            other => panic!("after {} events: {other:?}", received.len()),
+        }
+    }
+
+    assert_eq!(
+        received,
+        (1..=EVENTS).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+}
+
 crate::on_both_backends!(
+    a_consumer_that_falls_far_behind_still_gets_every_event_once_in_order,
     five_hundred_open_streams_cost_one_query_per_poll_interval_and_health_still_answers,
     open_streams_per_key_are_capped,
     http2_keepalive_drops_a_peer_that_stops_answering,
