@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
+    app::EventSettings,
     hashing::Argon2Settings,
     store::{DatabaseSettings, ThrottlePolicy},
 };
@@ -153,6 +154,29 @@ pub struct ServeArgs {
     /// Seconds between database health probes.
     #[arg(long, env = "TENANCY_HEALTH_INTERVAL", default_value_t = 1)]
     pub health_interval: u64,
+    /// Open StreamEvents streams one API key may hold on this process; past it,
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TENANCY_MAX_STREAMS_PER_KEY", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_key: u32,
+    /// Milliseconds between looks for events other instances wrote. One poller per
+    /// process serves every open stream; this process's own writes wake it at once.
+    #[arg(long, env = "TENANCY_EVENT_POLL_INTERVAL_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub event_poll_interval_ms: u64,
+    /// Seconds between HTTP/2 PINGs the server sends on each connection (and the TCP
+    /// keepalive time), so connections to vanished peers are found.
+    #[arg(long, env = "TENANCY_HTTP2_KEEPALIVE_INTERVAL", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http2_keepalive_interval: u64,
+    /// Seconds a PING may go unanswered before the connection is closed.
+    #[arg(long, env = "TENANCY_HTTP2_KEEPALIVE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http2_keepalive_timeout: u64,
+    /// Seconds a client gets to complete the TLS handshake before it is disconnected.
+    #[arg(long, env = "TENANCY_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_handshake_timeout: u64,
 }
 
 impl ServeArgs {
@@ -189,6 +213,15 @@ impl ServeArgs {
             threshold: self.lockout_threshold.max(1),
             window: Duration::from_secs(self.lockout_window),
             lock: Duration::from_secs(self.lockout_duration),
+        }
+    }
+
+    pub fn events(&self) -> EventSettings {
+        EventSettings {
+            poll_interval: Duration::from_millis(self.event_poll_interval_ms.max(10)),
+            max_streams_per_key: usize::try_from(self.max_streams_per_key.max(1))
+                .unwrap_or(usize::MAX),
+            retention_days: self.event_retention_days,
         }
     }
 

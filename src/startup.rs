@@ -55,7 +55,10 @@ fn tls_config(serve: &ServeArgs) -> Result<Option<ServerTlsConfig>, StartupError
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(cert)?, read(key)?))
+        // A client that connects and never completes the handshake is dropped.
+        .timeout(Duration::from_secs(serve.tls_handshake_timeout.max(1)));
     if let Some(ca) = &serve.tls_client_ca {
         tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
     }
@@ -71,6 +74,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
+    run_on(store, serve, listener, shutdown).await
+}
+
+/// `run` on a store that `prepare_store` returned (tests keep a clone of it to see
+/// what the server asks of the database).
+pub async fn run_on(
+    store: Store,
+    serve: ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
     let hasher = PasswordHasher::start(serve.argon2(), serve.hash_workers(), serve.hash_queue)?;
     let (shutting_down, shutting_down_rx) = watch::channel(false);
     let app = App::new(
@@ -78,13 +92,18 @@ pub async fn run(
         hasher,
         AppSettings {
             throttle: serve.throttle(),
+            events: serve.events(),
         },
         shutting_down_rx.clone(),
     )
     .await?;
 
-    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (reporter, _) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
+    let (health_final, health_final_rx) = watch::channel(false);
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        grpc::health::Health::new(reporter.clone(), health_final_rx),
+    );
     tokio::spawn(watch_database(
         store.clone(),
         reporter.clone(),
@@ -106,7 +125,14 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let mut builder = Server::builder();
+    let keepalive = Duration::from_secs(serve.http2_keepalive_interval.max(1));
+    // Without these a peer that vanished (no FIN, no RST) keeps its connection, and its
+    // streams, until the OS gives up hours later.
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(Duration::from_secs(
+            serve.http2_keepalive_timeout.max(1),
+        )));
     if let Some(tls) = tls_config(&serve)? {
         builder = builder.tls_config(tls)?;
     }
@@ -118,10 +144,16 @@ pub async fn run(
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight RPCs");
             let _ = shutting_down.send(true);
             set_health(&reporter, ServingStatus::NotServing).await;
+            // Health watches end once they have sent NOT_SERVING.
+            let _ = health_final.send(true);
             draining.notify_one();
         }
     };
     tracing::info!(address = %listener.local_addr()?, tls = serve.tls_cert.is_some(), "serving gRPC");
+    let incoming = TcpIncoming::from(listener)
+        // Without TCP_NODELAY, small responses wait out the peer's delayed ACK (~40 ms).
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(keepalive));
     let server = builder
         .layer(
             tower::ServiceBuilder::new()
@@ -143,8 +175,7 @@ pub async fn run(
         .add_service(pb::event_service_server::EventServiceServer::new(
             grpc::EventApi::new(app.clone()),
         ))
-        // Without TCP_NODELAY, small responses wait out the peer's delayed ACK (~40 ms).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     let grace = Duration::from_secs(serve.shutdown_grace);
     tokio::select! {
         result = server => result?,

@@ -1,30 +1,208 @@
-//! `StreamEvents`: replay from a sequence, then follow live.
+//! `StreamEvents` (replay from a sequence, then follow live) and `GetEventLog`.
+//!
+//! One feed per process polls the database for new events and broadcasts them to every
+//! live stream, so open streams cost the database one query per poll interval however
+//! many there are. A stream reads the database itself only to replay, or to catch up
+//! when it fell behind the broadcast.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::App;
-use crate::domain::{Error, Result, event::Event};
+use crate::{
+    domain::{
+        Error, Result,
+        api_key::Caller,
+        event::{Event, EventLog},
+        id::Id,
+    },
+    store::Store,
+};
 
-/// Events in sequence order; ends when the server shuts down or the receiver goes.
+/// Events in sequence order; ends when the server shuts down or the receiver goes, or
+/// with `OUT_OF_RANGE` when pruning overtook the stream.
 pub type EventStream = ReceiverStream<Result<Event>>;
 
 const BATCH: u64 = 500;
-const POLL: Duration = Duration::from_millis(500);
+/// Events the broadcast holds for a stream that is busy sending; one that falls
+/// further behind catches up from the database instead.
+const TAIL_CAPACITY: usize = 2 * BATCH as usize;
+
+/// How event streams are served.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSettings {
+    /// How often the feed looks for events that other instances committed.
+    pub poll_interval: Duration,
+    /// Open streams one API key may hold on this process.
+    pub max_streams_per_key: usize,
+    /// Reported by `GetEventLog`; pruning itself runs in `startup`.
+    pub retention_days: u64,
+}
+
+/// The process's one poller, and the count of open streams per key.
+#[derive(Clone)]
+pub(crate) struct EventFeed {
+    tail: broadcast::Sender<Arc<Event>>,
+    open: Arc<Mutex<HashMap<Id, usize>>>,
+    settings: EventSettings,
+}
+
+impl EventFeed {
+    /// Starts polling after the newest event committed so far.
+    pub(crate) async fn start(
+        store: Store,
+        settings: EventSettings,
+        shutting_down: watch::Receiver<bool>,
+    ) -> Result<EventFeed> {
+        let (_, head) = store.event_bounds().await?;
+        let (tail, _) = broadcast::channel(TAIL_CAPACITY);
+        tokio::spawn(poll(
+            store,
+            tail.clone(),
+            head,
+            settings.poll_interval,
+            shutting_down,
+        ));
+        Ok(EventFeed {
+            tail,
+            open: Arc::default(),
+            settings,
+        })
+    }
+
+    fn take_slot(&self, key: Id) -> Result<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_default();
+        if *count >= self.settings.max_streams_per_key {
+            return Err(Error::ResourceExhausted(format!(
+                "this API key already holds {} open event streams on this server (the limit, \
+                 --max-streams-per-key); close one or use another key",
+                self.settings.max_streams_per_key
+            )));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            open: self.open.clone(),
+            key,
+        })
+    }
+}
+
+/// One open stream of a key; giving it back (on drop) frees the place.
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<Id, usize>>>,
+    key: Id,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The feed: one query per wake-up, woken by a local commit or the poll interval.
+async fn poll(
+    store: Store,
+    tail: broadcast::Sender<Arc<Event>>,
+    mut cursor: i64,
+    every: Duration,
+    mut shutting_down: watch::Receiver<bool>,
+) {
+    let mut committed = store.subscribe_events();
+    let mut failing = false;
+    loop {
+        let full = match store.events_after(cursor, BATCH).await {
+            Ok(batch) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("the event feed reads the database again");
+                }
+                let full = batch.len() as u64 == BATCH;
+                for event in batch {
+                    cursor = event.sequence;
+                    // No receiver (no live stream) is not an error.
+                    let _ = tail.send(Arc::new(event));
+                }
+                full
+            }
+            Err(error) => {
+                if !failing {
+                    failing = true;
+                    tracing::warn!(%error, "the event feed cannot read the database");
+                }
+                false
+            }
+        };
+        if full && !*shutting_down.borrow() {
+            continue;
+        }
+        tokio::select! {
+            _ = committed.changed() => {}
+            _ = tokio::time::sleep(every) => {}
+            _ = shutting_down.wait_for(|down| *down) => return,
+        }
+    }
+}
+
+/// Where a stream stands: the last sequence it sent, and whether the next must follow
+/// it exactly (always, except before the first event of a stream from 0).
+struct Cursor {
+    last: i64,
+    exact: bool,
+}
+
+impl Cursor {
+    /// Sequences are gap-free, so anything but the next one means pruning deleted
+    /// events this stream has not sent yet.
+    fn accept(&mut self, sequence: i64) -> Result<()> {
+        if self.exact && sequence != self.last + 1 {
+            return Err(Error::OutOfRange(format!(
+                "events {} to {} were pruned before this stream sent them; resynchronise, \
+                 then resume from a later sequence",
+                self.last + 1,
+                sequence - 1
+            )));
+        }
+        self.last = sequence;
+        self.exact = true;
+        Ok(())
+    }
+}
+
+/// What one step of a stream decided.
+enum Step {
+    /// Caught up with the database: follow the broadcast.
+    Live,
+    /// The broadcast skipped ahead or overflowed: read the database again.
+    CatchUp,
+    End,
+}
 
 impl App {
-    /// Opens a stream of the events after `after_sequence`. Resuming before the oldest
-    /// kept event, or after the newest, is `OUT_OF_RANGE`: the consumer must resync.
-    pub async fn stream_events(&self, after_sequence: i64) -> Result<EventStream> {
+    /// Opens a stream of the events after `after_sequence` for `caller`. 0 starts from
+    /// the oldest kept event; a positive value whose next event was pruned, or that is
+    /// after the newest, is `OUT_OF_RANGE`.
+    pub async fn stream_events(&self, caller: &Caller, after_sequence: i64) -> Result<EventStream> {
         if after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative"));
         }
         let (pruned_through, last) = self.store.event_bounds().await?;
-        if after_sequence < pruned_through {
+        if after_sequence > 0 && after_sequence < pruned_through {
             return Err(Error::OutOfRange(format!(
-                "events up to {pruned_through} are no longer kept; resynchronise, then resume from a later sequence"
+                "events up to {pruned_through} are no longer kept; resynchronise, then resume \
+                 from 0 or a later sequence"
             )));
         }
         if after_sequence > last {
@@ -32,40 +210,129 @@ impl App {
                 "the newest event is {last}; {after_sequence} is after it"
             )));
         }
+        let slot = self.events.take_slot(caller.key_id)?;
+        // Subscribed before the first read, so nothing the feed broadcasts later is
+        // missed, and whatever it broadcast earlier is in the database already.
+        let live = self.events.tail.subscribe();
+        let cursor = Cursor {
+            last: after_sequence.max(pruned_through),
+            exact: after_sequence > 0,
+        };
         let (sender, receiver) = mpsc::channel(BATCH as usize);
-        let store = self.store.clone();
-        let mut shutting_down = self.shutting_down.clone();
-        let mut committed = store.subscribe_events();
-        tokio::spawn(async move {
-            let mut cursor = after_sequence;
-            loop {
-                let batch = match store.events_after(cursor, BATCH).await {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        let _ = sender.send(Err(error)).await;
-                        return;
-                    }
-                };
-                let full = batch.len() as u64 == BATCH;
-                for event in batch {
-                    cursor = event.sequence;
-                    if sender.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                }
-                if full {
-                    continue;
-                }
-                // Wake on a local commit at once; other instances' commits are found by
-                // the poll.
-                tokio::select! {
-                    _ = committed.changed() => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = sender.closed() => return,
-                    _ = shutting_down.wait_for(|down| *down) => return,
-                }
-            }
-        });
+        tokio::spawn(follow(
+            self.store.clone(),
+            live,
+            cursor,
+            sender,
+            self.shutting_down.clone(),
+            slot,
+        ));
         Ok(ReceiverStream::new(receiver))
+    }
+
+    /// The bounds and retention of the kept log.
+    pub async fn event_log(&self) -> Result<EventLog> {
+        let (pruned_through, latest) = self.store.event_bounds().await?;
+        Ok(EventLog::from_bounds(
+            pruned_through,
+            latest,
+            self.events.settings.retention_days,
+        ))
+    }
+}
+
+async fn follow(
+    store: Store,
+    mut live: broadcast::Receiver<Arc<Event>>,
+    mut cursor: Cursor,
+    sender: mpsc::Sender<Result<Event>>,
+    mut shutting_down: watch::Receiver<bool>,
+    _slot: StreamSlot,
+) {
+    let mut step = Step::CatchUp;
+    loop {
+        step = match step {
+            Step::CatchUp => catch_up(&store, &mut cursor, &sender, &mut shutting_down).await,
+            Step::Live => follow_live(&mut live, &mut cursor, &sender, &mut shutting_down).await,
+            Step::End => return,
+        };
+    }
+}
+
+/// Reads the database from the cursor until a batch comes back short.
+async fn catch_up(
+    store: &Store,
+    cursor: &mut Cursor,
+    sender: &mpsc::Sender<Result<Event>>,
+    shutting_down: &mut watch::Receiver<bool>,
+) -> Step {
+    loop {
+        let batch = match store.events_after(cursor.last, BATCH).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                deliver(sender, Err(error), shutting_down).await;
+                return Step::End;
+            }
+        };
+        let full = batch.len() as u64 == BATCH;
+        for event in batch {
+            if let Err(error) = cursor.accept(event.sequence) {
+                deliver(sender, Err(error), shutting_down).await;
+                return Step::End;
+            }
+            if !deliver(sender, Ok(event), shutting_down).await {
+                return Step::End;
+            }
+        }
+        if !full {
+            return Step::Live;
+        }
+    }
+}
+
+async fn follow_live(
+    live: &mut broadcast::Receiver<Arc<Event>>,
+    cursor: &mut Cursor,
+    sender: &mpsc::Sender<Result<Event>>,
+    shutting_down: &mut watch::Receiver<bool>,
+) -> Step {
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            _ = sender.closed() => return Step::End,
+            _ = shutting_down.wait_for(|down| *down) => return Step::End,
+        };
+        let event = match received {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(_)) => return Step::CatchUp,
+            Err(broadcast::error::RecvError::Closed) => return Step::End,
+        };
+        if event.sequence <= cursor.last {
+            // Already sent while catching up.
+            continue;
+        }
+        if event.sequence != cursor.last + 1 {
+            // The database tells whether the missing ones were pruned (then the
+            // stream ends OUT_OF_RANGE) or merely not broadcast to this receiver.
+            return Step::CatchUp;
+        }
+        if cursor.accept(event.sequence).is_err()
+            || !deliver(sender, Ok(Event::clone(&event)), shutting_down).await
+        {
+            return Step::End;
+        }
+    }
+}
+
+/// Sends one item unless the consumer went or the server is shutting down, so a
+/// consumer that stopped reading does not hold up shutdown.
+async fn deliver(
+    sender: &mpsc::Sender<Result<Event>>,
+    item: Result<Event>,
+    shutting_down: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        sent = sender.send(item) => sent.is_ok(),
+        _ = shutting_down.wait_for(|down| *down) => false,
     }
 }

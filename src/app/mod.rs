@@ -15,7 +15,7 @@ use crate::{
     store::{Store, ThrottlePolicy},
 };
 
-pub use events::EventStream;
+pub use events::{EventSettings, EventStream};
 
 /// Everything a use case needs; cheap to clone.
 #[derive(Clone)]
@@ -27,16 +27,19 @@ pub struct App {
     throttle: ThrottlePolicy,
     /// Becomes `true` when the server starts shutting down; long streams end then.
     shutting_down: watch::Receiver<bool>,
+    events: events::EventFeed,
 }
 
 /// Settings of the use cases that are not about connections.
 #[derive(Debug, Clone, Copy)]
 pub struct AppSettings {
     pub throttle: ThrottlePolicy,
+    pub events: EventSettings,
 }
 
 impl App {
-    /// Builds the use cases over a migrated store.
+    /// Builds the use cases over a migrated store, and starts the event feed (which
+    /// stops when `shutting_down` turns true).
     pub async fn new(
         store: Store,
         hasher: PasswordHasher,
@@ -44,6 +47,8 @@ impl App {
         shutting_down: watch::Receiver<bool>,
     ) -> Result<App> {
         let secret = store.server_secret().await?;
+        let events =
+            events::EventFeed::start(store.clone(), settings.events, shutting_down.clone()).await?;
         Ok(App {
             store,
             hasher,
@@ -51,6 +56,7 @@ impl App {
             page_tokens: PageTokens::new(secret),
             throttle: settings.throttle,
             shutting_down,
+            events,
         })
     }
 

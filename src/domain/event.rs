@@ -36,3 +36,26 @@ pub struct Event {
     pub time: DateTime<Utc>,
     pub resource: EventResource,
 }
+
+/// The kept part of the log: events `oldest_sequence..=latest_sequence`. When nothing is
+/// kept, `oldest_sequence` is `latest_sequence + 1` (the sequence the next event gets),
+/// so `latest_sequence - oldest_sequence + 1` is always the number of kept events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLog {
+    pub oldest_sequence: i64,
+    /// The newest sequence ever written, kept or pruned; 0 before the first event.
+    pub latest_sequence: i64,
+    pub retention_days: u64,
+}
+
+impl EventLog {
+    /// From the store's bounds: events up to `pruned_through` are gone, and events are
+    /// pruned oldest first, so the oldest kept one is the next.
+    pub fn from_bounds(pruned_through: i64, latest_sequence: i64, retention_days: u64) -> Self {
+        EventLog {
+            oldest_sequence: pruned_through + 1,
+            latest_sequence,
+            retention_days,
+        }
+    }
+}

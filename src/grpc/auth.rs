@@ -72,7 +72,7 @@ pub fn required_access(path: &str) -> Access {
         }
         ("tenancy.v1.UserService", "AuthenticateUser" | "ChangePassword") => "users.authenticate",
         ("tenancy.v1.UserService", "AcceptInvitation") => "memberships.write",
-        ("tenancy.v1.EventService", "StreamEvents") => "events.read",
+        ("tenancy.v1.EventService", "StreamEvents" | "GetEventLog") => "events.read",
         _ => return Access::AnyKey,
     };
     Access::Scope(scope)
@@ -221,8 +221,8 @@ mod tests {
                 }
             }
         }
-        // 13 customer, 14 account, 11 user and 1 event RPCs (SPEC section 10).
-        assert_eq!(checked, 39);
+        // 13 customer, 14 account, 11 user and 2 event RPCs (SPEC section 10).
+        assert_eq!(checked, 40);
     }
 
     #[test]

@@ -4,7 +4,10 @@ use futures::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use super::pb;
-use crate::app::App;
+use crate::{
+    app::App,
+    domain::{Error, api_key::Caller},
+};
 
 pub struct EventApi {
     app: App,
@@ -16,15 +19,25 @@ impl EventApi {
     }
 }
 
+/// The key the auth layer identified; every `EventService` path needs one.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("missing API key").into())
+}
+
 #[tonic::async_trait]
 impl pb::event_service_server::EventService for EventApi {
     async fn stream_events(
         &self,
         request: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::StreamEventsResponse>>, Status> {
+        let caller = caller(&request)?;
         let events = self
             .app
-            .stream_events(request.into_inner().after_sequence)
+            .stream_events(&caller, request.into_inner().after_sequence)
             .await?;
         let stream = events.map(|event| {
             event
@@ -34,5 +47,19 @@ impl pb::event_service_server::EventService for EventApi {
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_event_log(
+        &self,
+        _request: Request<pb::GetEventLogRequest>,
+    ) -> Result<Response<pb::GetEventLogResponse>, Status> {
+        let log = self.app.event_log().await?;
+        Ok(Response::new(pb::GetEventLogResponse {
+            event_log: Some(pb::EventLog {
+                oldest_sequence: log.oldest_sequence,
+                latest_sequence: log.latest_sequence,
+                retention_days: i64::try_from(log.retention_days).unwrap_or(i64::MAX),
+            }),
+        }))
     }
 }

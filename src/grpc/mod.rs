@@ -6,6 +6,7 @@ pub mod auth;
 mod convert;
 mod customers;
 mod events;
+pub mod health;
 pub mod pb;
 pub mod request_log;
 pub mod status;

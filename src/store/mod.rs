@@ -10,7 +10,13 @@ mod requests;
 mod throttle;
 mod users;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use migrations::{Migrator, MigratorTrait as _};
@@ -46,6 +52,9 @@ pub struct Store {
     sqlite_writer: Option<Arc<Mutex<()>>>,
     /// The newest committed event sequence this process knows of.
     last_event: Arc<watch::Sender<i64>>,
+    /// SQL statements run through this store, so a test can see what a load costs the
+    /// database rather than what the code meant to do.
+    statements: Arc<AtomicU64>,
 }
 
 /// A write transaction; dropping it without `commit` rolls it back.
@@ -80,11 +89,19 @@ impl Store {
                     .foreign_keys(true)
                     .create_if_missing(true)
             });
-        let db = connect_with_retry(options, is_sqlite, settings.acquire_timeout).await?;
+        let mut db = connect_with_retry(options, is_sqlite, settings.acquire_timeout).await?;
+        let statements = Arc::new(AtomicU64::new(0));
+        db.set_metric_callback({
+            let statements = statements.clone();
+            move |_| {
+                statements.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         let store = Store {
             db,
             sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))),
             last_event: Arc::new(watch::channel(0).0),
+            statements,
         };
         Ok(store)
     }
@@ -109,6 +126,12 @@ impl Store {
     /// A cheap round trip, for health checks.
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await.map_err(db_error)
+    }
+
+    /// How many SQL statements this store (every clone of it) has run; pings and
+    /// transaction control are not counted.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     pub async fn close(self) {

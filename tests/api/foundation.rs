@@ -3,6 +3,7 @@
 
 mod binary;
 mod database;
+mod event_limits;
 mod events;
 mod keys;
 mod probes;

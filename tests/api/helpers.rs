@@ -290,6 +290,48 @@ async fn start_server(
     (address, shutdown, server)
 }
 
+/// Like `spawn_app_with`, but `store` is the server's own (not a second connection), so
+/// `store.statements_executed()` counts every statement the server ran.
+pub async fn spawn_observed_app(
+    backend: Backend,
+    configure: impl FnOnce(&mut ServeArgs),
+) -> TestApp {
+    let database = backend.fresh_database().await;
+    let mut serve = test_serve_args();
+    configure(&mut serve);
+    let store = tenancy::startup::prepare_store(&database, serve.admin_key.as_deref())
+        .await
+        .expect("prepare the store");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let store = store.clone();
+        async move {
+            tenancy::startup::run_on(store, serve, listener, async {
+                let _ = signal.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+    });
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut app = TestApp::new(
+        address,
+        database,
+        channel,
+        shutdown,
+        server,
+        Some(ADMIN_KEY.into()),
+    )
+    .await;
+    app.store = store;
+    app.wait_until_serving().await;
+    app
+}
+
 /// Starts a server on an existing database (a second instance shares the first's).
 pub async fn spawn_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestApp {
     if std::env::var("TEST_LOG").as_deref() == Ok("1") {

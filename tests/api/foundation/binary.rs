@@ -308,8 +308,9 @@ async fn sigterm_drains_in_flight_rpcs_reports_not_serving_and_exits_zero() {
     let in_flight_running_when_refused = !in_flight.is_finished();
     // Long streams end when shutdown begins rather than holding up the drain.
     let events_end = tokio::time::timeout(Duration::from_secs(5), events.message()).await;
-    // A health watch never ends by itself; the client lets go once it saw the change.
-    drop(watch);
+    // The health watch ends once it has reported NOT_SERVING, so it does not hold
+    // up the drain either.
+    let watch_end = tokio::time::timeout(Duration::from_secs(5), watch.message()).await;
     let (created, completed_at) = in_flight.await.expect("in-flight task");
     let (status, _, stderr) = server.wait(Duration::from_secs(20)).await;
     let exited_after = signalled.elapsed();
@@ -344,6 +345,10 @@ async fn sigterm_drains_in_flight_rpcs_reports_not_serving_and_exits_zero() {
     assert!(
         matches!(events_end, Ok(Ok(None))),
         "the event stream ended cleanly: {events_end:?}"
+    );
+    assert!(
+        matches!(watch_end, Ok(Ok(None))),
+        "the health watch ended cleanly: {watch_end:?}"
     );
     assert_eq!(status.code(), Some(0), "exit status {status}");
     assert!(

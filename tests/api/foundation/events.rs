@@ -14,8 +14,8 @@ use tonic::{Code, Streaming};
 
 use super::{create_request, create_user, create_user_with};
 use crate::helpers::{
-    Backend, TestApp, error_reason, spawn_app, spawn_app_on, test_serve_args, unique_email,
-    violated_fields,
+    Backend, TestApp, error_reason, spawn_app, spawn_app_on, spawn_app_with, test_serve_args,
+    unique_email, violated_fields,
 };
 
 /// How long a test waits for an event that should come.
@@ -276,28 +276,201 @@ async fn after_sequence_must_be_within_the_kept_log(backend: Backend) {
     );
 }
 
-async fn resuming_before_the_oldest_kept_event_is_out_of_range(backend: Backend) {
+/// Prunes every event written so far, as retention would once they are old enough.
+async fn prune_all_so_far(app: &TestApp) -> u64 {
+    // Event times are in microseconds: a cutoff taken after a write is later than it.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let cutoff = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    app.store.prune_events(cutoff).await.expect("prune")
+}
+
+async fn after_pruning_zero_starts_at_the_oldest_kept_event_and_older_resumes_are_out_of_range(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     for i in 0..3 {
         create_user(&app, &unique_email(&format!("old{i}"))).await;
     }
+    let pruned = prune_all_so_far(&app).await;
+    let kept = [
+        create_user(&app, &unique_email("kept4")).await,
+        create_user(&app, &unique_email("kept5")).await,
+    ];
 
-    let pruned = app
-        .store
-        .prune_events(chrono::Utc::now() + chrono::Duration::seconds(1))
-        .await
-        .expect("prune");
-    let from_zero = stream_error(&app, 0).await;
+    let mut from_zero = open_stream(&app, 0).await;
+    let from_zero_events = [
+        next_event(&mut from_zero).await,
+        next_event(&mut from_zero).await,
+    ];
     let from_two = stream_error(&app, 2).await;
-    let mut from_newest = open_stream(&app, 3).await;
+    let from_one = stream_error(&app, 1).await;
+    let mut from_three = open_stream(&app, 3).await;
+    let from_three_first = next_event(&mut from_three).await;
     let later = create_user(&app, &unique_email("later")).await;
-    let next = next_event(&mut from_newest).await;
+    let from_zero_live = next_event(&mut from_zero).await;
 
     assert_eq!(pruned, 3);
-    assert_eq!(from_zero.code(), Code::OutOfRange, "{from_zero:?}");
+    let sequences: Vec<i64> = from_zero_events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, vec![4, 5], "0 starts at the oldest kept event");
+    assert_eq!(user_of(&from_zero_events[0]).uuid, kept[0].uuid);
+    assert_eq!(user_of(&from_zero_events[1]).uuid, kept[1].uuid);
+    assert_eq!(from_zero_live.sequence, 6, "then follows live");
+    assert_eq!(user_of(&from_zero_live).uuid, later.uuid);
     assert_eq!(from_two.code(), Code::OutOfRange, "{from_two:?}");
-    assert_eq!(next.sequence, 4, "sequences continue after pruning");
-    assert_eq!(user_of(&next).uuid, later.uuid);
+    assert_eq!(from_one.code(), Code::OutOfRange, "{from_one:?}");
+    assert_eq!(
+        from_three_first.sequence, 4,
+        "resuming at the pruned edge works"
+    );
+}
+
+async fn zero_works_when_every_event_was_pruned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for i in 0..2 {
+        create_user(&app, &unique_email(&format!("gone{i}"))).await;
+    }
+    let pruned = prune_all_so_far(&app).await;
+
+    let mut from_zero = open_stream(&app, 0).await;
+    let mut from_newest = open_stream(&app, 2).await;
+    let beyond = stream_error(&app, 3).await;
+    let next = create_user(&app, &unique_email("next")).await;
+
+    assert_eq!(pruned, 2);
+    let first = next_event(&mut from_zero).await;
+    assert_eq!(first.sequence, 3, "sequences continue after pruning");
+    assert_eq!(user_of(&first).uuid, next.uuid);
+    assert_eq!(next_event(&mut from_newest).await.sequence, 3);
+    assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
+}
+
+/// The next message of a stream that should end: its status, or `None` if it ended OK.
+async fn stream_end(
+    stream: &mut Streaming<StreamEventsResponse>,
+) -> Result<Option<i64>, tonic::Status> {
+    match tokio::time::timeout(PATIENCE, stream.message()).await {
+        Ok(Ok(Some(message))) => Ok(Some(message.event.expect("an event").sequence)),
+        Ok(Ok(None)) => Ok(None),
+        Ok(Err(status)) => Err(status),
+        Err(_) => panic!("the stream neither sent nor ended within {PATIENCE:?}"),
+    }
+}
+
+async fn an_open_stream_that_pruning_overtakes_ends_out_of_range(backend: Backend) {
+    // A polls rarely, so it learns of B's events only when its own next write wakes
+    // its feed, and by then they are pruned: the stream must notice the jump.
+    let a = spawn_app_with(backend, |serve| serve.event_poll_interval_ms = 600_000).await;
+    let b = spawn_app_on(a.database.clone(), test_serve_args()).await;
+    create_user(&a, &unique_email("seen1")).await;
+    create_user(&a, &unique_email("seen2")).await;
+    let mut stream = open_stream(&a, 0).await;
+    let seen = [next_event(&mut stream).await, next_event(&mut stream).await];
+    create_user(&b, &unique_email("unseen3")).await;
+    create_user(&b, &unique_email("unseen4")).await;
+
+    let pruned = prune_all_so_far(&a).await;
+    let fifth = create_user(&a, &unique_email("after5")).await;
+    let ended = stream_end(&mut stream).await;
+    let resumed = stream_error(&a, 2).await;
+    let mut restarted = open_stream(&a, 0).await;
+    let restart_first = next_event(&mut restarted).await;
+
+    assert_eq!(
+        seen.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(pruned, 4);
+    let status = ended.expect_err("the stream ends with an error, not with event 5");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("3 to 4"), "{status:?}");
+    assert_eq!(resumed.code(), Code::OutOfRange, "{resumed:?}");
+    assert_eq!(
+        restart_first.sequence, 5,
+        "a resynchronised consumer starts from 0"
+    );
+    assert_eq!(user_of(&restart_first).uuid, fifth.uuid);
+}
+
+async fn get_event_log(app: &TestApp) -> pb::EventLog {
+    app.events
+        .clone()
+        .get_event_log(pb::GetEventLogRequest {})
+        .await
+        .expect("GetEventLog")
+        .into_inner()
+        .event_log
+        .expect("an event log")
+}
+
+fn bounds(log: &pb::EventLog) -> (i64, i64) {
+    (log.oldest_sequence, log.latest_sequence)
+}
+
+async fn get_event_log_reports_the_kept_range_and_the_retention(backend: Backend) {
+    let app = spawn_app_with(backend, |serve| serve.event_retention_days = 7).await;
+    let empty = get_event_log(&app).await;
+    for i in 0..3 {
+        create_user(&app, &unique_email(&format!("log{i}"))).await;
+    }
+    let three = get_event_log(&app).await;
+    prune_all_so_far(&app).await;
+    let all_pruned = get_event_log(&app).await;
+    create_user(&app, &unique_email("log3")).await;
+    create_user(&app, &unique_email("log4")).await;
+    let two_kept = get_event_log(&app).await;
+    // A consumer that wants only new changes starts after the head.
+    let mut only_new = open_stream(&app, two_kept.latest_sequence).await;
+    let new = create_user(&app, &unique_email("new")).await;
+    let first_new = next_event(&mut only_new).await;
+
+    assert_eq!(
+        bounds(&empty),
+        (1, 0),
+        "a new log: nothing kept, nothing written"
+    );
+    assert_eq!(empty.retention_days, 7);
+    assert_eq!(bounds(&three), (1, 3));
+    assert_eq!(
+        bounds(&all_pruned),
+        (4, 3),
+        "empty again: oldest is the next sequence"
+    );
+    assert_eq!(bounds(&two_kept), (4, 5));
+    assert_eq!(two_kept.retention_days, 7);
+    assert_eq!(first_new.sequence, 6);
+    assert_eq!(user_of(&first_new).uuid, new.uuid);
+}
+
+async fn get_event_log_needs_the_events_read_scope(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let reader = issue_key(&app.store, "reader", &["users.read".into()])
+        .await
+        .unwrap()
+        .secret;
+    let consumer = issue_key(&app.store, "consumer", &["events.read".into()])
+        .await
+        .unwrap()
+        .secret;
+
+    let refused = app
+        .events_with_key(Some(&reader))
+        .get_event_log(pb::GetEventLogRequest {})
+        .await
+        .unwrap_err();
+    let anonymous = app
+        .events_with_key(None)
+        .get_event_log(pb::GetEventLogRequest {})
+        .await
+        .unwrap_err();
+    let allowed = app
+        .events_with_key(Some(&consumer))
+        .get_event_log(pb::GetEventLogRequest {})
+        .await;
+
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    assert!(allowed.is_ok(), "{allowed:?}");
 }
 
 async fn streaming_needs_the_events_read_scope(backend: Backend) {
@@ -396,7 +569,11 @@ crate::on_both_backends!(
     a_consumer_reconnecting_while_writes_continue_misses_nothing_and_sees_nothing_twice,
     a_change_that_rolls_back_leaves_no_event,
     after_sequence_must_be_within_the_kept_log,
-    resuming_before_the_oldest_kept_event_is_out_of_range,
+    after_pruning_zero_starts_at_the_oldest_kept_event_and_older_resumes_are_out_of_range,
+    zero_works_when_every_event_was_pruned,
+    an_open_stream_that_pruning_overtakes_ends_out_of_range,
+    get_event_log_reports_the_kept_range_and_the_retention,
+    get_event_log_needs_the_events_read_scope,
     streaming_needs_the_events_read_scope,
     two_instances_on_one_database_share_one_gap_free_log,
 );

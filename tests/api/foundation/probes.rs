@@ -1,6 +1,8 @@
 //! Health and reflection: served without a key; reflection in both versions grpcurl
 //! speaks, including the `google.rpc` error detail types.
 
+use std::time::{Duration, Instant};
+
 use prost::Message as _;
 use prost_types::FileDescriptorProto;
 use tonic::{Code, transport::Channel};
@@ -8,7 +10,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app, spawn_app_with};
 
 const TENANCY_SERVICES: [&str; 4] = [
     "tenancy.v1.CustomerService",
@@ -140,6 +142,48 @@ async fn health_watch_reports_serving_without_a_key(backend: Backend) {
     assert_eq!(first.status(), ServingStatus::Serving);
 }
 
+async fn an_open_health_watch_does_not_hold_shutdown(backend: Backend) {
+    let grace = Duration::from_secs(30);
+    let app = spawn_app_with(backend, |serve| serve.shutdown_grace = grace.as_secs()).await;
+    let mut watch = HealthClient::new(app.channel.clone())
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+
+    // The watcher keeps its stream open and does not read while the server stops.
+    let started = Instant::now();
+    let stopped = tokio::time::timeout(grace, app.stop()).await;
+    let took = started.elapsed();
+    let last = tokio::time::timeout(Duration::from_secs(5), watch.message()).await;
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.message()).await;
+
+    eprintln!("shutdown with an open health watch took {took:?} (grace {grace:?})");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "the server stopped cleanly: {stopped:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "well within the grace: {took:?}"
+    );
+    let last = last
+        .expect("a final update")
+        .expect("the watch")
+        .expect("an update");
+    assert_eq!(
+        last.status(),
+        ServingStatus::NotServing,
+        "it says why it ends"
+    );
+    assert!(
+        matches!(end, Ok(Ok(None))),
+        "then the watch ends cleanly: {end:?}"
+    );
+}
+
 async fn reflection_v1_and_v1alpha_describe_the_contract_without_a_key(backend: Backend) {
     let app = spawn_app(backend).await;
     // grpcurl resolves an error detail's type by name to print it.
@@ -159,5 +203,6 @@ async fn reflection_v1_and_v1alpha_describe_the_contract_without_a_key(backend: 
 crate::on_both_backends!(
     health_serves_every_service_without_a_key,
     health_watch_reports_serving_without_a_key,
+    an_open_health_watch_does_not_hold_shutdown,
     reflection_v1_and_v1alpha_describe_the_contract_without_a_key,
 );

@@ -193,3 +193,42 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
     assert!(!with_a_stranger, "a certificate from another CA is refused");
     assert!(!over_plaintext, "a plaintext client is refused");
 }
+
+async fn a_client_that_never_completes_the_tls_handshake_is_dropped(backend: Backend) {
+    let pki = pki();
+    let app = spawn_tls_app(
+        backend,
+        |serve| {
+            serve.tls_cert = Some(pki.server_cert.clone());
+            serve.tls_key = Some(pki.server_key.clone());
+            serve.tls_handshake_timeout = 1;
+        },
+        trusting(&pki, None),
+    )
+    .await;
+
+    // Connects and sends nothing, as a stalled or hostile client does.
+    let mut socket = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt as _;
+        socket.read(&mut buffer).await
+    })
+    .await;
+    let took = started.elapsed();
+    let served = health_answers(app.channel.clone()).await;
+
+    eprintln!("a silent TLS client was dropped after {took:?}");
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the server closed the connection: {read:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "after the 1 s handshake timeout: {took:?}"
+    );
+    assert!(served, "clients that complete the handshake are served");
+}
+
+crate::on_both_backends!(a_client_that_never_completes_the_tls_handshake_is_dropped);
