@@ -268,7 +268,9 @@ impl NewCustomer {
         let mut violations = Violations::new();
         let parsed = profile::parse_named(prefix, fields, today, &|_| true, &mut violations)?;
         let company_name = parsed.company_name.clone().unwrap_or_default();
-        profile::check_company(prefix, parsed.customer_type, &company_name, &mut violations);
+        if parsed.company_name.is_some() {
+            profile::check_company(prefix, parsed.customer_type, &company_name, &mut violations);
+        }
         let country = parsed.country.clone().flatten();
         let telephones = contact::parse_telephones(
             &mut violations,

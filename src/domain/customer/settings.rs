@@ -189,7 +189,8 @@ mod tests {
             "en_XX",
             "en_USA",
             "zh_Hant_TW",
-            "zz_US", "xq_US",
+            "zz_US",
+            "xq_US",
             "en_",
             "1n_US",
         ] {

@@ -63,8 +63,12 @@ pub(super) fn changed(
 ) -> Result<Customer> {
     let mut violations = Violations::new();
     let all = check_mask(paths, &mut violations);
+    // Which fields to validate depends on the mask: a broken one is reported alone.
+    violations.finish()?;
+    let mut violations = Violations::new();
     let wants = |name: &str| all || paths.iter().any(|path| path == name);
     let parsed = parse_named(PREFIX, fields, today, &wants, &mut violations)?;
+    let company_failed = wants("company_name") && parsed.company_name.is_none();
 
     let mut next = customer.clone();
     if wants("status") {
@@ -121,7 +125,7 @@ pub(super) fn changed(
         });
     }
 
-    if wants("customer_type") || wants("company_name") {
+    if (wants("customer_type") || wants("company_name")) && !company_failed {
         check_company(
             PREFIX,
             Some(next.customer_type),
