@@ -27,7 +27,7 @@ pub use documents::{LegalDocument, LegalDocumentFields};
 pub use super::geo::parse_country;
 pub use super::metadata::JsonObject;
 pub use domains::parse_hostname;
-pub use names::{collision_subdomain, generate_customer_key, parse_subdomain};
+pub use names::{collision_subdomain, generate_customer_key, parse_customer_key, parse_subdomain};
 pub use profile::parse_external_id;
 
 /// Where a customer is in its lifecycle. Any status may move to any other, except out

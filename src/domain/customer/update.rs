@@ -54,7 +54,8 @@ pub const OUTPUT_ONLY_FIELDS: [&str; 7] = [
 /// See `Customer::changed`. Decisions beyond SPEC: an empty `customer_prefix` in the mask
 /// is derived again from the resulting names; an empty `subdomain` is a violation, as a
 /// customer always has one and a new one could collide, which only the store can
-/// resolve; empty `hostname`, `external_id`, `country`, `currency` clear them.
+/// resolve; empty `hostname`, `external_id`, `country`, `currency` clear them. Stored
+/// telephones are already E.164, so a new country re-parses only telephones in the mask.
 pub(super) fn changed(
     customer: &Customer,
     paths: &[String],
