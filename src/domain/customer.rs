@@ -260,6 +260,12 @@ pub enum CustomerKey {
 impl NewCustomer {
     /// Validates every field of a create, reporting all violations under `prefix`
     /// (`customer`). `today` bounds `legal_documents[].issued_date`.
+    ///
+    /// Empty optional text (external_id, hostname, country, currency) is `None`; status
+    /// defaults to ACTIVE and language to `en`. `customer_prefix` is upper-cased, or
+    /// derived from the initials of the company (BUSINESS) or of the names; without a
+    /// subdomain one is generated from the same name (`SubdomainChoice::Generated`).
+    /// Telephones are parsed with the customer's country as the default region.
     pub fn parse(
         prefix: &str,
         fields: &CustomerFields<'_>,
