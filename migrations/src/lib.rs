@@ -11,6 +11,7 @@ mod m20261123_000001_create_foundation;
 mod m20261123_000002_create_users;
 mod m20261201_000003_create_customers;
 mod m20261201_000004_create_accounts;
+mod m20261201_000005_constrain_memberships;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_users::Migration),
             Box::new(m20261201_000003_create_customers::Migration),
             Box::new(m20261201_000004_create_accounts::Migration),
+            Box::new(m20261201_000005_constrain_memberships::Migration),
         ]
     }
 }
