@@ -150,6 +150,9 @@ pub struct ServeArgs {
     /// Hours a request_id is remembered for idempotent retries (at least 24).
     #[arg(long, env = "TENANCY_REQUEST_ID_RETENTION_HOURS", default_value_t = 48)]
     pub request_id_retention_hours: u64,
+    /// Largest request message accepted, in bytes; a larger one is RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TENANCY_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_request_bytes: usize,
     /// Seconds between database health probes.
     #[arg(long, env = "TENANCY_HEALTH_INTERVAL", default_value_t = 1)]
     pub health_interval: u64,
@@ -190,6 +193,10 @@ impl ServeArgs {
             window: Duration::from_secs(self.lockout_window),
             lock: Duration::from_secs(self.lockout_duration),
         }
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes.max(1024)
     }
 
     pub fn event_retention(&self) -> Duration {

@@ -12,7 +12,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     app::{App, AppSettings, api_keys::bootstrap_admin_key},
     config::ServeArgs,
-    grpc::{self, auth::AuthLayer, pb, request_log::RequestLogLayer},
+    grpc::{self, auth::AuthLayer, input::InputCheckLayer, pb, request_log::RequestLogLayer},
     hashing::PasswordHasher,
     store::{DatabaseSettings, Store},
 };
@@ -106,6 +106,7 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let max_request = serve.max_request_bytes();
     let mut builder = Server::builder();
     if let Some(tls) = tls_config(&serve)? {
         builder = builder.tls_config(tls)?;
@@ -126,23 +127,30 @@ pub async fn run(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(RequestLogLayer)
-                .layer(AuthLayer::new(app.clone())),
+                .layer(AuthLayer::new(app.clone()))
+                .layer(InputCheckLayer::new(max_request)?),
         )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pb::customer_service_server::CustomerServiceServer::new(
-            grpc::CustomerApi,
-        ))
-        .add_service(pb::account_service_server::AccountServiceServer::new(
-            grpc::AccountApi,
-        ))
-        .add_service(pb::user_service_server::UserServiceServer::new(
-            grpc::UserApi::new(app.clone()),
-        ))
-        .add_service(pb::event_service_server::EventServiceServer::new(
-            grpc::EventApi::new(app.clone()),
-        ))
+        // The input check refuses larger requests first (RESOURCE_EXHAUSTED); tonic's
+        // own limit is set to match, so nothing else decodes more.
+        .add_service(
+            pb::customer_service_server::CustomerServiceServer::new(grpc::CustomerApi)
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::account_service_server::AccountServiceServer::new(grpc::AccountApi)
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::user_service_server::UserServiceServer::new(grpc::UserApi::new(app.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::event_service_server::EventServiceServer::new(grpc::EventApi::new(app.clone()))
+                .max_decoding_message_size(max_request),
+        )
         // Without TCP_NODELAY, small responses wait out the peer's delayed ACK (~40 ms).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
     let grace = Duration::from_secs(serve.shutdown_grace);

@@ -212,7 +212,16 @@ impl App {
             violations.add("password", "is required");
         }
         violations.finish()?;
-        let email = email.trim().to_lowercase();
+        // An address that can never be valid (too long, NUL, no domain) belongs to no
+        // user: it gets the same verification and answer as an unknown one, and no
+        // throttle row, so such guesses cannot fill the table.
+        if email.contains('\0') {
+            return self.fail_sign_in(password).await;
+        }
+        let email = match Email::parse(email) {
+            Ok(email) => email.as_str().to_string(),
+            Err(_) => return self.fail_sign_in(password).await,
+        };
 
         let attempt = self
             .store
@@ -248,6 +257,12 @@ impl App {
         let user = self.store.record_sign_in(user.id, &email, rehashed).await?;
         let memberships = self.store.memberships_of_user(user.id, true).await?;
         Ok((user, memberships))
+    }
+
+    /// A sign-in that cannot succeed, at the cost of a real one: the dummy verification.
+    async fn fail_sign_in<T>(&self, password: &Password) -> Result<T> {
+        self.hasher.verify(password, None).await?;
+        Err(Error::Unauthenticated(SIGN_IN_FAILED))
     }
 
     /// Verifies a password under the throttle of `email` after `attempt` was reserved:

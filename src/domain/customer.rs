@@ -249,7 +249,11 @@ pub enum CustomerKey {
 impl NewCustomer {
     /// Validates every field of a create, reporting all violations under `prefix`
     /// (`customer`). `today` bounds `legal_documents[].issued_date`.
-    pub fn parse(prefix: &str, fields: &CustomerFields<'_>, today: NaiveDate) -> Result<NewCustomer> {
+    pub fn parse(
+        prefix: &str,
+        fields: &CustomerFields<'_>,
+        today: NaiveDate,
+    ) -> Result<NewCustomer> {
         let _ = (prefix, fields, today);
         todo!("customers domain helper")
     }
@@ -262,7 +266,12 @@ impl Customer {
     /// (`company_name` for BUSINESS, telephones parsed with the resulting country, no
     /// way out of TERMINATED as a `FailedPrecondition`). Does not bump the revision or
     /// the times: the store does.
-    pub fn changed(&self, paths: &[String], fields: &CustomerFields<'_>, today: NaiveDate) -> Result<Customer> {
+    pub fn changed(
+        &self,
+        paths: &[String],
+        fields: &CustomerFields<'_>,
+        today: NaiveDate,
+    ) -> Result<Customer> {
         let _ = (paths, fields, today);
         todo!("customers domain helper")
     }

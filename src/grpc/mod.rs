@@ -6,6 +6,8 @@ pub mod auth;
 mod convert;
 mod customers;
 mod events;
+pub mod input;
+mod limits;
 pub mod pb;
 pub mod request_log;
 pub mod status;

@@ -4,4 +4,5 @@
 mod helpers;
 
 mod foundation;
+mod hardening;
 mod users;
