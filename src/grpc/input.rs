@@ -396,7 +396,6 @@ mod tests {
     #[test]
     fn struct_keys_and_values_are_checked_and_named() {
         use prost_types::{ListValue, Struct, Value as V, value::Kind};
-        let rules = rules();
         let pool = descriptor_pool().unwrap();
         let string = |s: &str| V {
             kind: Some(Kind::StringValue(s.into())),
