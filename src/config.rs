@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    hashing::Argon2Settings,
+    hashing::{Argon2Settings, HashingGate},
     store::{DatabaseSettings, ThrottlePolicy},
 };
 
@@ -156,6 +156,9 @@ pub struct ServeArgs {
     /// Seconds between database health probes.
     #[arg(long, env = "TENANCY_HEALTH_INTERVAL", default_value_t = 1)]
     pub health_interval: u64,
+    /// Not a setting: lets a test hold the hashing workers (see `HashingGate`).
+    #[arg(skip)]
+    pub hashing_gate: Option<HashingGate>,
 }
 
 impl ServeArgs {
@@ -187,12 +190,24 @@ impl ServeArgs {
             .max(1)
     }
 
-    pub fn throttle(&self) -> ThrottlePolicy {
-        ThrottlePolicy {
-            threshold: self.lockout_threshold.max(1),
+    /// The sign-in lockout; a zero threshold or window would disable it silently, so
+    /// either is refused.
+    pub fn throttle(&self) -> Result<ThrottlePolicy, String> {
+        if self.lockout_threshold == 0 {
+            return Err(
+                "--lockout-threshold (TENANCY_LOCKOUT_THRESHOLD) must be at least 1".into(),
+            );
+        }
+        if self.lockout_window == 0 {
+            return Err(
+                "--lockout-window (TENANCY_LOCKOUT_WINDOW) must be at least 1 second".into(),
+            );
+        }
+        Ok(ThrottlePolicy {
+            threshold: self.lockout_threshold,
             window: Duration::from_secs(self.lockout_window),
             lock: Duration::from_secs(self.lockout_duration),
-        }
+        })
     }
 
     pub fn max_request_bytes(&self) -> usize {

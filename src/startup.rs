@@ -14,7 +14,7 @@ use crate::{
     config::ServeArgs,
     grpc::{self, auth::AuthLayer, input::InputCheckLayer, pb, request_log::RequestLogLayer},
     hashing::PasswordHasher,
-    store::{DatabaseSettings, Store},
+    store::{DatabaseSettings, Store, ThrottlePolicy},
 };
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,15 +70,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    let throttle = serve.throttle()?;
     let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
-    let hasher = PasswordHasher::start(serve.argon2(), serve.hash_workers(), serve.hash_queue)?;
+    let hasher = PasswordHasher::start_gated(
+        serve.argon2(),
+        serve.hash_workers(),
+        serve.hash_queue,
+        serve.hashing_gate.clone(),
+    )?;
     let (shutting_down, shutting_down_rx) = watch::channel(false);
     let app = App::new(
         store.clone(),
         hasher,
-        AppSettings {
-            throttle: serve.throttle(),
-        },
+        AppSettings { throttle },
         shutting_down_rx.clone(),
     )
     .await?;
@@ -94,6 +98,7 @@ pub async fn run(
     tokio::spawn(prune_periodically(
         store.clone(),
         serve.clone(),
+        throttle,
         shutting_down_rx.clone(),
     ));
 
@@ -198,10 +203,12 @@ async fn watch_database(
     }
 }
 
-/// Deletes events past retention and request ids past theirs, hourly.
+/// Deletes events past retention, request ids past theirs and sign-in throttle rows
+/// that hold nothing any more, on start and hourly.
 async fn prune_periodically(
     store: Store,
     serve: ServeArgs,
+    throttle: ThrottlePolicy,
     mut shutting_down: watch::Receiver<bool>,
 ) {
     loop {
@@ -217,6 +224,9 @@ async fn prune_periodically(
         }
         if let Err(error) = store.prune_request_ids(requests_cutoff).await {
             tracing::warn!(%error, "pruning request ids failed");
+        }
+        if let Err(error) = store.prune_sign_in_throttle(now, throttle.window).await {
+            tracing::warn!(%error, "pruning the sign-in throttle failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_foundation;
 mod m20261123_000002_create_users;
+mod m20261201_000010_add_throttle_attempt_times;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_foundation::Migration),
             Box::new(m20261123_000002_create_users::Migration),
+            Box::new(m20261201_000010_add_throttle_attempt_times::Migration),
         ]
     }
 }

@@ -12,7 +12,7 @@ use crate::{
         user::{Email, NewUser, User, UserChanges, UserFields, UserFilter},
         violations::Violations,
     },
-    store::Attempt,
+    store::{Attempt, Credentials},
 };
 
 /// The one answer every failed sign-in gets, whatever the reason.
@@ -229,7 +229,7 @@ impl App {
             .await?;
         let credentials = match attempt {
             Attempt::Locked => None,
-            Attempt::Allowed => self.store.credentials_by_email(&email).await?,
+            Attempt::Allowed(_) => self.store.credentials_by_email(&email).await?,
         };
         let stored_hash = credentials
             .as_ref()
@@ -237,8 +237,11 @@ impl App {
         let verification = self
             .verify_counted(&email, attempt, password, stored_hash)
             .await?;
-        let user = match credentials {
-            Some(credentials) if verification.matches => credentials.user,
+        let (user, verified_hash) = match credentials {
+            Some(Credentials {
+                user,
+                password_hash: Some(hash),
+            }) if verification.matches => (user, hash),
             _ => return Err(Error::Unauthenticated(SIGN_IN_FAILED)),
         };
         if user.status != crate::domain::user::UserStatus::Active {
@@ -254,7 +257,11 @@ impl App {
         } else {
             None
         };
-        let user = self.store.record_sign_in(user.id, &email, rehashed).await?;
+        let user = self
+            .store
+            .record_sign_in(user.id, &email, &verified_hash, rehashed)
+            .await?
+            .ok_or(Error::Unauthenticated(SIGN_IN_FAILED))?;
         let memberships = self.store.memberships_of_user(user.id, true).await?;
         Ok((user, memberships))
     }
@@ -284,7 +291,7 @@ impl App {
         let verification = match self.hasher.verify(password, stored_hash).await {
             Ok(verification) => verification,
             Err(error) => {
-                self.store.release_sign_in_attempt(email).await?;
+                self.store.release_sign_in_attempt(email, attempt).await?;
                 return Err(error);
             }
         };
