@@ -173,8 +173,12 @@ fn check_string(
     if text.contains('\0') {
         violations.push(FieldViolation::new(path, "must not contain NUL characters"));
     }
-    // A string of at most `max` bytes has at most `max` characters: no count needed.
-    if text.len() > max && text.chars().count() > max {
+    // The domain rules trim what they read, so the limit counts what is left; the
+    // padding itself is bounded too. A string of at most `max` bytes has at most `max`
+    // characters: no count needed.
+    let trimmed = text.trim();
+    let too_long = |text: &str, max: usize| text.len() > max && text.chars().count() > max;
+    if too_long(trimmed, max) || too_long(text, max + limits::PADDING) {
         violations.push(FieldViolation::new(
             path,
             format!("must be at most {max} characters"),

@@ -46,6 +46,10 @@ pub const STRUCT_KEY: usize = 256;
 /// allows 500; settings hold URLs).
 pub const STRUCT_STRING: usize = 2048;
 
+/// Limits count characters after trimming leading and trailing whitespace (as the
+/// domain rules do); this much whitespace around a value is accepted on top.
+pub const PADDING: usize = 64;
+
 /// What a field that is somehow missing from `TABLE` gets (the unit test keeps that
 /// from happening).
 pub const FALLBACK: usize = 1024;
