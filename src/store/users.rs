@@ -130,10 +130,10 @@ impl Store {
             .await
             .map_err(email_taken)?;
         let created = user_from_row(&inserted)?;
+        self.user_event(&mut tx, "user.created", &created).await?;
         if let Some(key) = key {
             self.remember(&tx, key, &created).await?;
         }
-        self.user_event(&mut tx, "user.created", &created).await?;
         self.commit(tx).await?;
         Ok(created)
     }
