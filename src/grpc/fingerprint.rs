@@ -20,9 +20,11 @@ pub const SECRET_FIELDS: &[&str] = &["password", "current_password", "new_passwo
 
 static POOL: LazyLock<Option<DescriptorPool>> = LazyLock::new(|| descriptor_pool().ok());
 
-/// The input message of the RPC named `method` (`CreateUser`) in any service.
+/// The input message of the RPC named `method` (`CreateUser`, or a full path such as
+/// `/tenancy.v1.UserService/CreateUser`) in any service.
 fn input_of(method: &str) -> Option<MessageDescriptor> {
     let pool = POOL.as_ref()?;
+    let method = method.rsplit(['/', '.']).next().unwrap_or(method);
     pool.services()
         .flat_map(|service| service.methods().collect::<Vec<_>>())
         .find(|m| m.name() == method)
@@ -116,6 +118,14 @@ mod tests {
         let strip = |r: &pb::AcceptInvitationRequest| {
             without_secrets("AcceptInvitation", &r.encode_to_vec()).unwrap()
         };
+        assert_eq!(
+            without_secrets(
+                "/tenancy.v1.UserService/AcceptInvitation",
+                &accept("t", "p", "S").encode_to_vec()
+            )
+            .unwrap(),
+            strip(&accept("u", "q", "S"))
+        );
         let first = strip(&accept("t1", "first secret", "Silva"));
         assert_eq!(first, strip(&accept("t2", "other secret", "Silva")));
         assert_ne!(first, strip(&accept("t1", "first secret", "Souza")));
