@@ -39,8 +39,7 @@ enum Accounts {
     Id,
 }
 
-const MEMBERSHIP_COLUMNS: &str =
-    "id, user_id, customer_id, account_id, owner, permissions, status, create_time, update_time, revision";
+const MEMBERSHIP_COLUMNS: &str = "id, user_id, customer_id, account_id, owner, permissions, status, create_time, update_time, revision";
 
 const INDEXES: [&str; 5] = [
     "CREATE INDEX memberships_user_id_idx ON memberships (user_id)",

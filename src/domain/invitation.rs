@@ -92,7 +92,10 @@ mod tests {
         let (b, _) = new_token();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_eq!(token_digest(&a), digest_a);
         assert_ne!(digest_a, a);
     }

@@ -156,14 +156,13 @@ impl AccessFacts {
         if !self.user_active {
             return deny("the user is inactive");
         }
-        let standing = |standing: Standing, closed: &'static str, suspended: &'static str| {
-            match standing {
+        let standing =
+            |standing: Standing, closed: &'static str, suspended: &'static str| match standing {
                 Standing::Active => None,
                 Standing::Suspended if is_read_permission(permission) => None,
                 Standing::Suspended => Some(deny(suspended)),
                 Standing::Closed => Some(deny(closed)),
-            }
-        };
+            };
         if let Some(denied) = standing(
             self.customer,
             "the customer is inactive or terminated",
@@ -249,7 +248,10 @@ mod tests {
         f.customer = Standing::Suspended;
         assert!(f.decide("rooms.read").allowed);
         f.member = member(true, &[]);
-        assert!(!f.decide("rooms.write").allowed, "suspended: even the owner only reads");
+        assert!(
+            !f.decide("rooms.write").allowed,
+            "suspended: even the owner only reads"
+        );
         f.customer = Standing::Closed;
         assert!(!f.decide("rooms.read").allowed);
         let mut f = facts();
@@ -283,7 +285,11 @@ mod tests {
     fn permissions_are_checked_against_the_catalogue() {
         let parsed = parse_permissions(
             "permissions",
-            &["rooms.write".into(), "customer.read".into(), "rooms.write".into()],
+            &[
+                "rooms.write".into(),
+                "customer.read".into(),
+                "rooms.write".into(),
+            ],
         )
         .unwrap();
         assert_eq!(parsed, ["customer.read", "rooms.write"]);
