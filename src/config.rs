@@ -180,6 +180,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tls_handshake_timeout: u64,
+    /// Hours an invitation token stays valid after its creation or last resend.
+    #[arg(long, env = "TENANCY_INVITATION_TTL_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub invitation_ttl_hours: u64,
     /// Not a setting: lets a test hold the hashing workers (see `HashingGate`).
     #[arg(skip)]
     pub hashing_gate: Option<HashingGate>,
@@ -245,6 +249,10 @@ impl ServeArgs {
                 .unwrap_or(usize::MAX),
             retention_days: self.event_retention_days,
         }
+    }
+
+    pub fn invitation_ttl(&self) -> Duration {
+        Duration::from_secs(self.invitation_ttl_hours.max(1) * 3600)
     }
 
     pub fn event_retention(&self) -> Duration {

@@ -101,6 +101,7 @@ pub async fn run_on(
         AppSettings {
             throttle,
             events: serve.events(),
+            invitation_ttl: serve.invitation_ttl(),
         },
         shutting_down_rx.clone(),
     )

@@ -84,7 +84,9 @@ pub fn required_access(path: &str) -> Access {
             "users.write"
         }
         ("tenancy.v1.UserService", "AuthenticateUser" | "ChangePassword") => "users.authenticate",
-        ("tenancy.v1.UserService", "AcceptInvitation") => "memberships.write",
+        // Its own scope: a sign-up front end that accepts invitations must not thereby
+        // be able to add or remove members, as `memberships.write` could.
+        ("tenancy.v1.UserService", "AcceptInvitation") => "invitations.accept",
         ("tenancy.v1.EventService", "StreamEvents" | "GetEventLog") => "events.read",
         _ => return Access::AnyKey,
     };

@@ -6,6 +6,7 @@ pub mod auth;
 mod convert;
 mod customers;
 mod events;
+mod members;
 pub mod fingerprint;
 pub mod health;
 pub mod input;

@@ -6,6 +6,8 @@ mod api_keys;
 mod customers;
 mod entities;
 mod events;
+mod invitations;
+mod members;
 mod requests;
 mod throttle;
 mod users;
@@ -30,6 +32,8 @@ use crate::domain::{Error, Result};
 
 pub use accounts::AccountOwner;
 pub use customers::CustomerOwner;
+pub use invitations::{Acceptor, Created as CreatedInvitation};
+pub use members::MemberRef;
 pub use throttle::{Attempt, ThrottlePolicy};
 pub use users::Credentials;
 

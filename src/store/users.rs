@@ -64,6 +64,14 @@ pub(crate) fn membership_from_row(row: membership::Model) -> Result<Membership> 
     })
 }
 
+fn user_is_owner(id: Id) -> Error {
+    Error::FailedPrecondition {
+        kind: "USER_IS_OWNER",
+        subject: format!("users/{id}"),
+        description: "the user owns a customer or an account; move the ownership first".into(),
+    }
+}
+
 fn email_taken(err: sea_orm::DbErr) -> Error {
     if is_unique_violation(&err) {
         Error::AlreadyExists {
@@ -332,22 +340,50 @@ impl Store {
             .await
             .map_err(db_error)?;
         if owned.is_some() {
-            return Err(Error::FailedPrecondition {
-                kind: "USER_IS_OWNER",
-                subject: format!("users/{id}"),
-                description: "the user owns a customer or an account; move the ownership first"
-                    .into(),
-            });
+            return Err(user_is_owner(id));
         }
         let last = user_from_row(&current)?;
+        let memberships = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(id.uuid()))
+            .order_by_asc(membership::Column::Id)
+            .all(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        membership::Entity::delete_many()
+            .filter(membership::Column::UserId.eq(id.uuid()))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
         let deleted = user::Entity::delete_many()
             .filter(user::Column::Id.eq(id.uuid()))
             .filter(user::Column::Revision.eq(current.revision))
             .exec(&tx.txn)
             .await
-            .map_err(db_error)?;
+            // Ownership can move to this user after the check above; the foreign keys of
+            // customers and accounts then refuse the delete.
+            .map_err(|err| match err.sql_err() {
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => user_is_owner(id),
+                _ => db_error(err),
+            })?;
         if deleted.rows_affected != 1 {
             return Err(Error::Aborted { resource: "user" });
+        }
+        for row in memberships {
+            let customer_id = match (row.customer_id, row.account_id) {
+                (Some(customer), _) => Id::from_uuid(customer),
+                (None, Some(account)) => {
+                    let account = super::entities::account::Entity::find_by_id(account)
+                        .one(&tx.txn)
+                        .await
+                        .map_err(db_error)?
+                        .ok_or_else(|| Error::internal("membership of a missing account"))?;
+                    Id::from_uuid(account.customer_id)
+                }
+                (None, None) => return Err(Error::internal("membership without a target")),
+            };
+            let membership = membership_from_row(row)?;
+            self.membership_event(&mut tx, "membership.deleted", &membership, customer_id)
+                .await?;
         }
         self.user_event(&mut tx, "user.deleted", &last).await?;
         self.commit(tx).await
