@@ -83,9 +83,9 @@ impl App {
                 violations.add("member", "is required: set user_id or email");
                 None
             }
-            Some(MemberLookup::UserId(id)) => {
-                violations.check("user_id", Id::parse(id)).map(MemberRef::Id)
-            }
+            Some(MemberLookup::UserId(id)) => violations
+                .check("user_id", Id::parse(id))
+                .map(MemberRef::Id),
             Some(MemberLookup::Email(email)) => violations
                 .check("email", Email::parse(email))
                 .map(MemberRef::Email),
@@ -197,7 +197,10 @@ impl App {
         violations.finish()?;
         let page = self
             .store
-            .list_members(target_id.expect("validated above"), page.expect("validated above"))
+            .list_members(
+                target_id.expect("validated above"),
+                page.expect("validated above"),
+            )
             .await?;
         let next = self.page_tokens.next_token(&canonical, &page);
         Ok((page.items, next))
@@ -246,20 +249,18 @@ impl App {
             .await?;
         match created {
             crate::store::CreatedInvitation::New(invitation) => Ok((invitation, token)),
-            crate::store::CreatedInvitation::Replayed(first) => {
-                match first.status_at(Utc::now()) {
-                    InvitationStatus::Accepted | InvitationStatus::Revoked => {
-                        Ok((first, String::new()))
-                    }
-                    _ => {
-                        let resent = self
-                            .store
-                            .resend_invitation(target_id, first.id, &digest, self.invitation_expiry())
-                            .await?;
-                        Ok((resent, token))
-                    }
+            crate::store::CreatedInvitation::Replayed(first) => match first.status_at(Utc::now()) {
+                InvitationStatus::Accepted | InvitationStatus::Revoked => {
+                    Ok((first, String::new()))
                 }
-            }
+                _ => {
+                    let resent = self
+                        .store
+                        .resend_invitation(target_id, first.id, &digest, self.invitation_expiry())
+                        .await?;
+                    Ok((resent, token))
+                }
+            },
         }
     }
 
@@ -313,7 +314,10 @@ impl App {
         let id = violations.check("invitation_id", Id::parse(invitation_id));
         violations.finish()?;
         self.store
-            .revoke_invitation(target_id.expect("validated above"), id.expect("validated above"))
+            .revoke_invitation(
+                target_id.expect("validated above"),
+                id.expect("validated above"),
+            )
             .await
     }
 
@@ -393,12 +397,12 @@ impl App {
                         .check_policy(email.as_str())
                         .map_err(|e| Error::invalid("new_user.password", e))?;
                 }
-                let placeholder = invited.ok_or_else(|| {
-                    Error::FailedPrecondition {
-                        kind: "INVITATION_TOKEN_INVALID",
-                        subject: "invitations".into(),
-                        description: "the token matches no pending invitation (a resend replaces the token)".into(),
-                    }
+                let placeholder = invited.ok_or_else(|| Error::FailedPrecondition {
+                    kind: "INVITATION_TOKEN_INVALID",
+                    subject: "invitations".into(),
+                    description:
+                        "the token matches no pending invitation (a resend replaces the token)"
+                            .into(),
                 })?;
                 Acceptor::New {
                     new_user: NewUser {
@@ -437,7 +441,10 @@ impl App {
         violations.finish()?;
         let facts = self
             .store
-            .access_facts(user_id.expect("validated above"), target_id.expect("validated above"))
+            .access_facts(
+                user_id.expect("validated above"),
+                target_id.expect("validated above"),
+            )
             .await?;
         Ok(facts.decide(permission.expect("validated above")))
     }

@@ -4,8 +4,8 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod customers;
-pub mod members;
 mod events;
+pub mod members;
 pub mod users;
 
 use tokio::sync::watch;

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{account::Account, customer::Customer, invitation::Invitation, id::Id, membership::Membership, user::User};
+use super::{
+    account::Account, customer::Customer, id::Id, invitation::Invitation, membership::Membership,
+    user::User,
+};
 
 /// The resource as it is after the change. Holds no secret, token or hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -197,7 +197,11 @@ impl pb::account_service_server::AccountService for AccountApi {
         let r = request.into_inner();
         let (memberships, next_page_token) = self
             .app
-            .list_members(TargetRef::Account(&r.account_id), r.page_size, &r.page_token)
+            .list_members(
+                TargetRef::Account(&r.account_id),
+                r.page_size,
+                &r.page_token,
+            )
             .await?;
         Ok(Response::new(pb::ListAccountUsersResponse {
             memberships: memberships.iter().map(Into::into).collect(),

@@ -186,7 +186,11 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let r = request.into_inner();
         let (memberships, next_page_token) = self
             .app
-            .list_members(TargetRef::Customer(&r.customer_id), r.page_size, &r.page_token)
+            .list_members(
+                TargetRef::Customer(&r.customer_id),
+                r.page_size,
+                &r.page_token,
+            )
             .await?;
         Ok(Response::new(pb::ListCustomerUsersResponse {
             memberships: memberships.iter().map(Into::into).collect(),

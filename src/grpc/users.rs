@@ -169,13 +169,9 @@ impl pb::user_service_server::UserService for UserApi {
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
         use pb::accept_invitation_request::Acceptor;
         let r = request.into_inner();
-        let key = request_key(
-            &self.app,
-            "AcceptInvitation",
-            &r,
-            &r.request_id,
-            |r| r.request_id.clear(),
-        )?;
+        let key = request_key(&self.app, "AcceptInvitation", &r, &r.request_id, |r| {
+            r.request_id.clear()
+        })?;
         let acceptor = r.acceptor.as_ref().map(|acceptor| match acceptor {
             Acceptor::UserId(id) => AcceptorRequest::UserId(id),
             Acceptor::NewUser(new) => AcceptorRequest::NewUser {

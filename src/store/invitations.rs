@@ -10,7 +10,9 @@ use sea_orm::{
 use super::{
     Store, WriteTx, db_error,
     entities::{account, customer, invitation, user},
-    from_micros, is_unique_violation, members::LockedTarget, now, to_micros,
+    from_micros, is_unique_violation,
+    members::LockedTarget,
+    now, to_micros,
 };
 use crate::domain::{
     Error, Result,
@@ -82,7 +84,9 @@ fn not_found() -> Error {
 /// The `FAILED_PRECONDITION` of a token that cannot be used (any more).
 fn unusable(status: Option<InvitationStatus>) -> Error {
     let (kind, description) = match status {
-        Some(InvitationStatus::Accepted) => ("INVITATION_ACCEPTED", "the invitation was already accepted"),
+        Some(InvitationStatus::Accepted) => {
+            ("INVITATION_ACCEPTED", "the invitation was already accepted")
+        }
         Some(InvitationStatus::Revoked) => ("INVITATION_REVOKED", "the invitation was revoked"),
         Some(InvitationStatus::Expired) => ("INVITATION_EXPIRED", "the invitation has expired"),
         _ => (
@@ -187,7 +191,9 @@ impl Store {
             customer_id: Set(customer_id),
             account_id: Set(account_id),
             email: Set(email.as_str().to_string()),
-            permissions: Set(serde_json::to_string(&invitation.permissions).map_err(Error::internal)?),
+            permissions: Set(
+                serde_json::to_string(&invitation.permissions).map_err(Error::internal)?
+            ),
             inviter_user_id: Set(inviter.map(|id| id.uuid())),
             status: Set(InvitationStatus::Pending.as_str().to_string()),
             token_digest: Set(token_digest.to_string()),
@@ -199,8 +205,13 @@ impl Store {
         .exec_without_returning(&tx.txn)
         .await
         .map_err(db_error)?;
-        self.invitation_event(&mut tx, "invitation.created", &invitation, locked.customer.id)
-            .await?;
+        self.invitation_event(
+            &mut tx,
+            "invitation.created",
+            &invitation,
+            locked.customer.id,
+        )
+        .await?;
         if let Some(key) = key {
             self.remember(&tx, key, &invitation).await?;
         }
@@ -257,7 +268,9 @@ impl Store {
             .all(&tx.txn)
             .await
             .map_err(db_error)?;
-        rows.into_iter().map(super::users::membership_from_row).collect()
+        rows.into_iter()
+            .map(super::users::membership_from_row)
+            .collect()
     }
 
     /// One keyset page of a target's invitations; EXPIRED means PENDING past its expiry.
@@ -293,7 +306,11 @@ impl Store {
             .take(page.size as usize)
             .map(invitation_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let next_after = if more { items.last().map(|i| i.id) } else { None };
+        let next_after = if more {
+            items.last().map(|i| i.id)
+        } else {
+            None
+        };
         Ok(Page { items, next_after })
     }
 
@@ -340,8 +357,13 @@ impl Store {
         invitation.update_time = now();
         invitation.revision += 1;
         self.write_invitation_state(&tx, &invitation, None).await?;
-        self.invitation_event(&mut tx, "invitation.revoked", &invitation, locked.customer.id)
-            .await?;
+        self.invitation_event(
+            &mut tx,
+            "invitation.revoked",
+            &invitation,
+            locked.customer.id,
+        )
+        .await?;
         self.commit(tx).await?;
         Ok(invitation)
     }
@@ -378,8 +400,13 @@ impl Store {
         invitation.revision += 1;
         self.write_invitation_state(&tx, &invitation, Some(token_digest))
             .await?;
-        self.invitation_event(&mut tx, "invitation.resent", &invitation, locked.customer.id)
-            .await?;
+        self.invitation_event(
+            &mut tx,
+            "invitation.resent",
+            &invitation,
+            locked.customer.id,
+        )
+        .await?;
         self.commit(tx).await?;
         Ok(invitation)
     }
@@ -391,7 +418,10 @@ impl Store {
         token_digest: Option<&str>,
     ) -> Result<()> {
         let mut update = invitation::Entity::update_many()
-            .col_expr(invitation::Column::Status, Expr::value(invitation.status.as_str()))
+            .col_expr(
+                invitation::Column::Status,
+                Expr::value(invitation.status.as_str()),
+            )
             .col_expr(
                 invitation::Column::ExpireTime,
                 Expr::value(to_micros(invitation.expire_time)),
@@ -400,7 +430,10 @@ impl Store {
                 invitation::Column::UpdateTime,
                 Expr::value(to_micros(invitation.update_time)),
             )
-            .col_expr(invitation::Column::Revision, Expr::value(invitation.revision))
+            .col_expr(
+                invitation::Column::Revision,
+                Expr::value(invitation.revision),
+            )
             .filter(invitation::Column::Id.eq(invitation.id.uuid()));
         if let Some(digest) = token_digest {
             update = update.col_expr(invitation::Column::TokenDigest, Expr::value(digest));
@@ -460,9 +493,7 @@ impl Store {
         locked.require_open()?;
         let (user, created_user) = match acceptor {
             Acceptor::Existing(id) => {
-                let user = self
-                    .user_by_ref(&tx, &super::MemberRef::Id(*id))
-                    .await?;
+                let user = self.user_by_ref(&tx, &super::MemberRef::Id(*id)).await?;
                 if user.email != invitation.email {
                     return Err(Error::FailedPrecondition {
                         kind: "INVITED_EMAIL_MISMATCH",

@@ -6,8 +6,8 @@
 //! partial unique index keeps a second owner out whatever the code does.
 
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, Statement, sea_query::Expr,
+    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Statement, sea_query::Expr,
 };
 
 use super::{
@@ -221,8 +221,13 @@ impl Store {
         let user = self.user_by_ref(&tx, member).await?;
         locked.admit(&user)?;
         let (row, membership) = self.insert_member(&tx, &locked, &user, permissions).await?;
-        self.membership_event(&mut tx, "membership.created", &membership, locked.customer.id)
-            .await?;
+        self.membership_event(
+            &mut tx,
+            "membership.created",
+            &membership,
+            locked.customer.id,
+        )
+        .await?;
         let result = if owner {
             self.transfer_ownership(&mut tx, &mut locked, row).await?
         } else {
@@ -323,7 +328,8 @@ impl Store {
             }
             None => {
                 let customer = locked.customer.clone();
-                self.customer_event(tx, "customer.updated", &customer).await?;
+                self.customer_event(tx, "customer.updated", &customer)
+                    .await?;
             }
         }
         Ok(next)
@@ -354,8 +360,14 @@ impl Store {
         let mut membership = super::users::membership_from_row(row.clone())?;
         if membership.permissions != permissions {
             membership::Entity::update_many()
-                .col_expr(membership::Column::Permissions, Expr::value(permissions_json))
-                .col_expr(membership::Column::UpdateTime, Expr::value(to_micros(now())))
+                .col_expr(
+                    membership::Column::Permissions,
+                    Expr::value(permissions_json),
+                )
+                .col_expr(
+                    membership::Column::UpdateTime,
+                    Expr::value(to_micros(now())),
+                )
                 .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
                 .filter(membership::Column::Id.eq(row.id))
                 .exec(&tx.txn)
@@ -406,8 +418,8 @@ impl Store {
             return Err(Error::FailedPrecondition {
                 kind: "OWNER_CANNOT_BE_REMOVED",
                 subject: format!("users/{user_id}"),
-                description: "the owner cannot be removed; move the ownership to another member first"
-                    .into(),
+                description:
+                    "the owner cannot be removed; move the ownership to another member first".into(),
             });
         }
         membership::Entity::delete_many()
@@ -416,8 +428,13 @@ impl Store {
             .await
             .map_err(db_error)?;
         let membership = super::users::membership_from_row(row)?;
-        self.membership_event(&mut tx, "membership.deleted", &membership, locked.customer.id)
-            .await?;
+        self.membership_event(
+            &mut tx,
+            "membership.deleted",
+            &membership,
+            locked.customer.id,
+        )
+        .await?;
         self.commit(tx).await
     }
 
@@ -566,4 +583,3 @@ fn member_exists() -> Error {
         reason: "MEMBERSHIP_EXISTS",
     }
 }
-

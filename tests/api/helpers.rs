@@ -407,6 +407,29 @@ impl TestApp {
         )
     }
 
+    pub fn customers_with_key(&self, key: Option<&str>) -> CustomerServiceClient<Svc> {
+        CustomerServiceClient::with_interceptor(
+            self.channel.clone(),
+            BearerKey(key.map(str::to_string)),
+        )
+    }
+
+    pub fn accounts_with_key(&self, key: Option<&str>) -> AccountServiceClient<Svc> {
+        AccountServiceClient::with_interceptor(
+            self.channel.clone(),
+            BearerKey(key.map(str::to_string)),
+        )
+    }
+
+    /// Issues a key with `scopes` straight into the store, as `tenancy keys create` does.
+    pub async fn key_with(&self, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        tenancy::app::api_keys::issue_key(&self.store, "test key", &scopes)
+            .await
+            .expect("issue key")
+            .secret
+    }
+
     pub fn events_with_key(&self, key: Option<&str>) -> EventServiceClient<Svc> {
         EventServiceClient::with_interceptor(
             self.channel.clone(),

@@ -7,4 +7,5 @@ mod accounts;
 mod customers;
 mod foundation;
 mod hardening;
+mod members;
 mod users;

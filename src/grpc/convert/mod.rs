@@ -6,8 +6,8 @@ mod invitations;
 mod structs;
 
 pub use accounts::{account_fields, account_status, service_type};
-pub use invitations::invitation_status;
 pub use customers::{customer_fields, customer_status, customer_type};
+pub use invitations::invitation_status;
 
 use chrono::{DateTime, Utc};
 
