@@ -1,6 +1,7 @@
 //! CustomerService tests: creation and its owner (this file), validation, lookups and
 //! lists, updates, the lifecycle, and races (one file each under `customers/`).
 
+mod indexes;
 mod lifecycle;
 mod lookup;
 mod races;
