@@ -171,7 +171,8 @@ async fn a_new_user_accepts_with_the_invited_email(backend: Backend) {
     assert_eq!(user.email, email);
     assert!(user.has_password);
     let membership = accepted.membership.unwrap();
-    assert_eq!(membership.permissions, ["rooms.read", "users.invite"]);
+    // In catalogue order.
+    assert_eq!(membership.permissions, ["users.invite", "rooms.read"]);
     assert_eq!(
         membership.target,
         Some(pb::membership::Target::CustomerId(customer.uuid.clone()))

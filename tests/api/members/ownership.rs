@@ -78,9 +78,10 @@ async fn moving_ownership_keeps_the_old_owner_as_a_member_with_every_permission(
     assert_eq!(
         kinds(&events(&app).await.split_off(before)),
         [
-            "membership.updated",
-            "membership.updated",
-            "customer.updated"
+            "membership.updated", // its permissions replaced by the request's (none)
+            "membership.updated", // the old owner: a member with every permission
+            "membership.updated", // the new owner
+            "customer.updated",   // owner_user_id
         ]
     );
     // The old owner can be removed now; the new one cannot.
