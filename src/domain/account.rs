@@ -273,16 +273,22 @@ impl Account {
                 ),
             }
         }
-        let (settings, metadata) = parse_objects("account", fields, &mut violations)?;
-        if wants("account_settings")
-            && let Some(settings) = settings
-        {
-            next.settings = settings;
+        // Fields outside the mask are ignored, however bad (AIP-134).
+        if wants("account_settings") {
+            match parse_limits(
+                "account.account_settings",
+                &ACCOUNT_LIMIT_KEYS,
+                fields.settings.as_ref(),
+            ) {
+                Ok(settings) => next.settings = settings,
+                Err(error) => violations.absorb(error)?,
+            }
         }
-        if wants("account_metadata")
-            && let Some(metadata) = metadata
-        {
-            next.metadata = metadata;
+        if wants("account_metadata") {
+            match parse_metadata("account.account_metadata", fields.metadata.as_ref()) {
+                Ok(metadata) => next.metadata = metadata,
+                Err(error) => violations.absorb(error)?,
+            }
         }
         violations.finish()?;
         if self.status == AccountStatus::Terminated && next.status != AccountStatus::Terminated {
@@ -398,10 +404,13 @@ mod tests {
             account.changed(&["status".into()], &active),
             Err(Error::FailedPrecondition { .. })
         ));
-        let renamed = account
-            .changed(&["name".into()], &fields("Renamed"))
-            .unwrap();
-        assert_eq!(renamed.name, "Renamed");
+        let mut renamed = fields("Renamed");
+        renamed.settings = Some(object(json!({"max_rooms": -1})));
+        let renamed = account.changed(&["name".into()], &renamed).unwrap();
+        assert_eq!(
+            renamed.name, "Renamed",
+            "a bad field outside the mask is ignored"
+        );
         assert!(account.changed(&[], &active).is_err());
         assert!(account.changed(&["color".into()], &active).is_err());
     }

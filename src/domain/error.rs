@@ -50,9 +50,17 @@ pub enum Error {
     /// The caller is identified but may not do this.
     #[error("{0}")]
     PermissionDenied(String),
-    /// A quota or a bounded queue is full.
+    /// A bounded queue or a per-caller cap is full; retrying later may succeed.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A quota of the data is used up (`max_accounts`); retrying will not help until
+    /// the quota or the usage changes.
+    #[error("{description}")]
+    QuotaExceeded {
+        /// What the quota is on, e.g. `customers/<id>`.
+        subject: String,
+        description: String,
+    },
     /// A position outside what is kept (events resumed before the oldest one kept).
     #[error("{0}")]
     OutOfRange(String),

@@ -32,7 +32,15 @@ impl Email {
         if !address.domain().contains('.') || address.domain().ends_with('.') {
             return Err("is not a valid email address: the domain needs a dot".into());
         }
-        Ok(Email(text.to_lowercase()))
+        // One spelling per domain: `bücher.example` and `xn--bcher-kva.example` are the
+        // same mailbox host, so both are stored in ASCII (IDNA, UTS #46) form.
+        let domain = idna::domain_to_ascii(address.domain())
+            .map_err(|_| "is not a valid email address: the domain is not a valid IDNA name")?;
+        let normalised = format!("{}@{domain}", address.local_part().to_lowercase());
+        if normalised.chars().count() > MAX_EMAIL_LEN {
+            return Err(format!("must be at most {MAX_EMAIL_LEN} characters"));
+        }
+        Ok(Email(normalised))
     }
 
     pub fn as_str(&self) -> &str {
@@ -297,6 +305,14 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(Email::parse(&long).is_err());
+        assert_eq!(
+            Email::parse("Q@BÜCHER.example").unwrap().as_str(),
+            "q@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            Email::parse("q@xn--bcher-kva.example").unwrap(),
+            Email::parse("q@bücher.example").unwrap()
+        );
     }
 
     #[test]

@@ -74,6 +74,14 @@ impl From<Error> for Status {
                 message,
                 ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(200))),
             ),
+            Error::QuotaExceeded {
+                subject,
+                description,
+            } => Status::with_error_details(
+                Code::ResourceExhausted,
+                description.clone(),
+                ErrorDetails::with_quota_failure_violation(subject, description),
+            ),
             Error::OutOfRange(message) => Status::out_of_range(message),
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %chain(cause.as_ref()), "database unavailable");

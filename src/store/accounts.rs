@@ -134,9 +134,12 @@ impl Store {
                 .await
                 .map_err(db_error)?;
             if count >= max {
-                return Err(Error::ResourceExhausted(format!(
-                    "the customer has {count} accounts and its max_accounts is {max}"
-                )));
+                return Err(Error::QuotaExceeded {
+                    subject: format!("customers/{customer_id}"),
+                    description: format!(
+                        "the customer has {count} accounts and its max_accounts is {max}"
+                    ),
+                });
             }
         }
         let now = now();
@@ -149,6 +152,9 @@ impl Store {
                 new_user,
                 password_hash,
             } => {
+                if !customer.admits_email(&new_user.email) {
+                    return Err(super::members::email_not_admitted(&new_user.email, None));
+                }
                 let user = self
                     .insert_user_in(&tx, new_user, Some(password_hash.clone()), now)
                     .await
@@ -192,7 +198,12 @@ impl Store {
             target: MembershipTarget::Account(account.id),
             owner: true,
             permissions: PERMISSIONS.iter().map(|p| p.to_string()).collect(),
-            status: MembershipStatus::Active,
+            // Created TERMINATED: born into the state the termination cascade leaves.
+            status: if account.status == AccountStatus::Terminated {
+                MembershipStatus::Inactive
+            } else {
+                MembershipStatus::Active
+            },
             create_time: now,
             revision: 1,
         };

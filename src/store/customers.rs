@@ -274,7 +274,12 @@ impl Store {
             target: MembershipTarget::Customer(customer.id),
             owner: true,
             permissions: PERMISSIONS.iter().map(|p| p.to_string()).collect(),
-            status: MembershipStatus::Active,
+            // Created TERMINATED: born into the state the termination cascade leaves.
+            status: if customer.status == CustomerStatus::Terminated {
+                MembershipStatus::Inactive
+            } else {
+                MembershipStatus::Active
+            },
             create_time: now,
             revision: 1,
         };
@@ -334,6 +339,9 @@ impl Store {
                     .map_err(db_error)?;
                 if let Some(row) = existing {
                     return Ok(Attempt::Done((super::users::user_from_row(&row)?, false)));
+                }
+                if !new.admits_email(&new.email) {
+                    return Err(super::members::email_not_admitted(&new.email, None));
                 }
                 let Some(hash) = password_hash else {
                     return Err(Error::invalid(
@@ -767,12 +775,5 @@ fn conflict_error(field: &'static str) -> Error {
 }
 
 pub(crate) fn domain_not_allowed(user: &User) -> Error {
-    Error::FailedPrecondition {
-        kind: "EMAIL_DOMAIN_NOT_ALLOWED",
-        subject: format!("users/{}", user.id),
-        description: format!(
-            "the email domain {} is not in the customer's allowed_domains_registration",
-            user.email.domain()
-        ),
-    }
+    super::members::email_not_admitted(&user.email, Some(user.id))
 }

@@ -79,17 +79,7 @@ impl LockedTarget {
         if self.customer.admits_email(email) {
             return Ok(());
         }
-        Err(Error::FailedPrecondition {
-            kind: "EMAIL_DOMAIN_NOT_ALLOWED",
-            subject: match user_id {
-                Some(id) => format!("users/{id}"),
-                None => format!("emails/{}", email.as_str()),
-            },
-            description: format!(
-                "the email domain {} is not in the customer's allowed_domains_registration",
-                email.domain()
-            ),
-        })
+        Err(email_not_admitted(email, user_id))
     }
 }
 
@@ -573,6 +563,22 @@ impl Store {
                 },
             },
         }
+    }
+}
+
+/// The `FAILED_PRECONDITION` of an email outside `allowed_domains_registration`; the
+/// subject names the user when one exists, else the email.
+pub(crate) fn email_not_admitted(email: &Email, user_id: Option<Id>) -> Error {
+    Error::FailedPrecondition {
+        kind: "EMAIL_DOMAIN_NOT_ALLOWED",
+        subject: match user_id {
+            Some(id) => format!("users/{id}"),
+            None => format!("emails/{}", email.as_str()),
+        },
+        description: format!(
+            "the email domain {} is not in the customer's allowed_domains_registration",
+            email.domain()
+        ),
     }
 }
 

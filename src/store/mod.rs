@@ -85,6 +85,11 @@ impl Store {
             // A connection left idle across a database outage is dead; checking it
             // here replaces it instead of failing one call (or health probe) each.
             .test_before_acquire(true)
+            // A prepared statement's generic plan cannot use the `text_pattern_ops`
+            // indexes for `LIKE $1` (the prefix is unknown when it is planned), and
+            // PostgreSQL switches to it after five executions: plan each execution with
+            // its values instead, which point reads barely notice.
+            .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]))
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 opts.journal_mode(SqliteJournalMode::Wal)

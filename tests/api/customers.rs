@@ -380,7 +380,41 @@ async fn a_retry_with_the_same_request_id_returns_the_first_customer(backend: Ba
     assert_eq!(crate::helpers::violated_fields(&status), ["request_id"]);
 }
 
+async fn an_email_has_one_spelling_whatever_the_idna_form(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = create(&app, personal("q@BÜCHER.example")).await;
+    assert_eq!(created.email, "q@xn--bcher-kva.example");
+    let status = try_create(&app, personal("Q@xn--bcher-kva.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&status).as_deref(), Some("EMAIL_TAKEN"));
+    let mut allowed = personal("boss@bücher.example");
+    allowed.allowed_domains_registration = vec!["BÜCHER.example".into()];
+    allowed.subdomain = "buecher-boss".into();
+    create(&app, allowed).await;
+}
+
+async fn a_customer_created_terminated_has_an_inactive_owner_membership(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut customer = personal(&unique_email("born-terminated"));
+    customer.status = pb::CustomerStatus::Terminated as i32;
+    let created = create(&app, customer).await;
+    let memberships = app
+        .users
+        .clone()
+        .list_user_memberships(pb::ListUserMembershipsRequest {
+            user_id: created.owner_user_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(memberships[0].status, pb::MembershipStatus::Inactive as i32);
+}
+
 crate::on_both_backends!(
+    an_email_has_one_spelling_whatever_the_idna_form,
+    a_customer_created_terminated_has_an_inactive_owner_membership,
     creating_a_customer_makes_a_new_owner_user_and_membership,
     an_existing_user_with_the_customer_email_becomes_owner_with_password_untouched,
     owner_user_id_names_the_owner,

@@ -380,7 +380,7 @@ async fn member_lists_page_in_creation_order(backend: Backend) {
             .iter()
             .map(|u| u.uuid.clone())
             .collect::<Vec<_>>(),
-        [customer.owner_user_id.clone()]
+        std::slice::from_ref(&customer.owner_user_id)
     );
 }
 

@@ -1169,34 +1169,6 @@ async fn listing_memberships_needs_a_known_user_and_is_empty_for_now(backend: Ba
     assert_eq!(violated_fields(&status), ["user_id"]);
 }
 
-async fn accepting_invitations_and_checking_access_are_unimplemented_for_now(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let created = create(&app, &unique_email("later"), "").await;
-    let mut users = app.users.clone();
-    let status = users
-        .accept_invitation(pb::AcceptInvitationRequest {
-            token: "some-token".into(),
-            acceptor: Some(pb::accept_invitation_request::Acceptor::UserId(
-                created.uuid.clone(),
-            )),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    let status = users
-        .check_access(pb::CheckAccessRequest {
-            user_id: created.uuid.clone(),
-            target: Some(pb::check_access_request::Target::CustomerId(
-                uuid::Uuid::now_v7().to_string(),
-            )),
-            permission: "rooms.read".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-}
-
 crate::on_both_backends!(
     creating_a_user_returns_both_ids_and_hides_the_password,
     ids_of_successive_users_sort_by_creation_in_both_forms,
@@ -1228,5 +1200,4 @@ crate::on_both_backends!(
     every_change_writes_its_event_in_order,
     no_response_or_event_ever_contains_a_password_or_its_hash,
     listing_memberships_needs_a_known_user_and_is_empty_for_now,
-    accepting_invitations_and_checking_access_are_unimplemented_for_now,
 );

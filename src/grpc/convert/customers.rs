@@ -55,7 +55,7 @@ fn telephone_type(field: &str, value: i32) -> Result<Option<TelephoneType>> {
 }
 
 fn not_in_enum(field: &str, value: i32, name: &str) -> Error {
-    Error::invalid(field, format!("{value} is not a {name}"))
+    Error::invalid(field, format!("{value} is not a value of {name}"))
 }
 
 /// The writable fields of a request's `Customer`; a missing message reads as empty.

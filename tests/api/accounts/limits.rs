@@ -41,6 +41,18 @@ async fn max_accounts_is_enforced_and_may_be_lowered_below_the_count(backend: Ba
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
+    {
+        use tonic_types::StatusExt as _;
+        let quota = status.get_details_quota_failure().expect("a QuotaFailure");
+        assert_eq!(
+            quota.violations[0].subject,
+            format!("customers/{}", customer.uuid)
+        );
+        assert!(
+            status.get_details_retry_info().is_none(),
+            "retrying cannot help"
+        );
+    }
 
     let lowered = update(
         &app,

@@ -240,9 +240,6 @@ async fn settled_index_scans(db: &DatabaseConnection, index: &str) -> i64 {
 /// many `ListCustomers` calls through the API, so a fix in the store (a statement
 /// shape, or `plan_cache_mode` on its connections) makes this pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main: after 5 executions on a connection PostgreSQL may plan the store's \
-            prepared ListCustomers statement generically (Index Scan on customers_pkey filtering \
-            with LIKE); passes with plan_cache_mode=force_custom_plan on the store's connections"]
 async fn repeated_queries_keep_using_the_pattern_indexes() {
     let Some(backend) = Backend::postgres().await else {
         return;

@@ -285,7 +285,10 @@ async fn revoked_expired_and_rotated_tokens_are_refused(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_ne!(resent.token, old_token);
-    assert!(resent.invitation.unwrap().expire_time.unwrap().seconds >= rotated.expire_time.unwrap().seconds);
+    assert!(
+        resent.invitation.unwrap().expire_time.unwrap().seconds
+            >= rotated.expire_time.unwrap().seconds
+    );
     assert_eq!(
         accept(&app, &old_token, new_user())
             .await

@@ -121,7 +121,10 @@ async fn moving_ownership_keeps_the_old_owner_as_a_member_with_every_permission(
         .membership
         .unwrap();
     assert!(added.owner);
-    assert_eq!(owners(&app, &customer.uuid).await, [newcomer.uuid.clone()]);
+    assert_eq!(
+        owners(&app, &customer.uuid).await,
+        std::slice::from_ref(&newcomer.uuid)
+    );
 }
 
 async fn moving_ownership_needs_the_transfer_scope(backend: Backend) {
@@ -136,7 +139,7 @@ async fn moving_ownership_needs_the_transfer_scope(backend: Backend) {
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert_eq!(
         owners(&app, &customer.uuid).await,
-        [customer.owner_user_id.clone()]
+        std::slice::from_ref(&customer.owner_user_id)
     );
     // The same key may change permissions.
     let mut change = transfer(&customer.uuid, &members[0]);
