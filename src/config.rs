@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     app::EventSettings,
+    cache::CacheSettings,
     hashing::{Argon2Settings, HashingGate},
     store::{DatabaseSettings, ThrottlePolicy},
 };
@@ -167,6 +168,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_EVENT_POLL_INTERVAL_MS", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(10..))]
     pub event_poll_interval_ms: u64,
+    /// Entries each in-process cache (customers, effective limits, access facts, API
+    /// keys) holds at most, least recently used evicted first; 0 turns caching off.
+    #[arg(long, env = "TENANCY_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub cache_capacity: usize,
+    /// Milliseconds: no cached answer (and no cached API key) reflects the database as of
+    /// longer ago than this. Past it without a successful poll, reads go to the
+    /// database. Keep it above the event poll interval.
+    #[arg(long, env = "TENANCY_CACHE_STALENESS_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_staleness_ms: u64,
     /// Seconds between HTTP/2 PINGs the server sends on each connection (and the TCP
     /// keepalive time), so connections to vanished peers are found.
     #[arg(long, env = "TENANCY_HTTP2_KEEPALIVE_INTERVAL", default_value_t = 30,
@@ -248,6 +259,13 @@ impl ServeArgs {
             max_streams_per_key: usize::try_from(self.max_streams_per_key.max(1))
                 .unwrap_or(usize::MAX),
             retention_days: self.event_retention_days,
+        }
+    }
+
+    pub fn cache(&self) -> CacheSettings {
+        CacheSettings {
+            capacity: self.cache_capacity,
+            staleness: Duration::from_millis(self.cache_staleness_ms.max(1)),
         }
     }
 

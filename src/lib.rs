@@ -12,10 +12,15 @@
 //! - [`store`] (sea-orm only here): one method per atomic use case, one transaction
 //!   each, which also appends the change's event to the log.
 //!
+//! - [`cache`]: answers of the hot reads and the live API keys, kept in memory and
+//!   dropped by the changes that touch them (this process's on commit, others' through
+//!   the event feed), never served older than their staleness bound.
+//!
 //! [`startup`] wires these into a server (health, reflection, TLS, graceful shutdown);
 //! [`config`] holds every setting; `main.rs` only parses, sets up telemetry and starts.
 
 pub mod app;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod domain;

@@ -102,6 +102,7 @@ pub async fn run_on(
             throttle,
             events: serve.events(),
             invitation_ttl: serve.invitation_ttl(),
+            cache: serve.cache(),
         },
         shutting_down_rx.clone(),
     )

@@ -1,6 +1,8 @@
 //! Account use cases: create under a customer's quota, read, list, update, delete, and
 //! the effective limits.
 
+use std::sync::Arc;
+
 use super::{App, users::parse_id};
 use crate::{
     domain::{
@@ -191,9 +193,20 @@ impl App {
     }
 
     pub async fn effective_limits(&self, account_id: &str) -> Result<Vec<EffectiveLimit>> {
-        self.store
-            .effective_limits(parse_id("account_id", account_id)?)
-            .await
+        let account_id = parse_id("account_id", account_id)?;
+        let cache = &self.caches.limits;
+        if let Some(limits) = cache.get(&account_id, self.caches.changes.is_fresh()) {
+            return Ok(Vec::clone(&limits));
+        }
+        let ticket = cache.ticket();
+        let (customer_id, limits) = self.store.effective_limits(account_id).await?;
+        cache.insert(
+            ticket,
+            account_id,
+            Arc::new(limits.clone()),
+            vec![account_id, customer_id],
+        );
+        Ok(limits)
     }
 }
 

@@ -1,7 +1,15 @@
 //! API key use cases: issue, list, revoke, authenticate, and the first-start admin key.
 
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+
 use super::App;
 use crate::{
+    cache::Caches,
     domain::{
         Error, Result,
         api_key::{self, ADMIN_SCOPE, ApiKey, Caller, MIN_KEY_LEN},
@@ -86,10 +94,63 @@ pub async fn bootstrap_admin_key(store: &Store, given: Option<&str>) -> Result<O
 
 impl App {
     /// The caller a bearer key belongs to; unknown and revoked keys are refused alike.
+    /// Live keys are answered from memory; a key revoked by any process stops working
+    /// here within the cache's staleness bound.
     pub async fn authenticate_key(&self, secret: &str) -> Result<Caller> {
-        self.store
-            .caller_by_digest(&api_key::digest(secret))
+        let digest = api_key::digest(secret);
+        let keys = &self.caches.keys;
+        if let Some(caller) = keys.get(&digest, self.caches.key_revocations.is_fresh()) {
+            return Ok(caller);
+        }
+        let ticket = keys.ticket();
+        let caller = self
+            .store
+            .caller_by_digest(&digest)
             .await?
-            .ok_or(Error::Unauthenticated("the API key is not valid"))
+            .ok_or(Error::Unauthenticated("the API key is not valid"))?;
+        keys.insert(ticket, digest, caller.clone(), vec![caller.key_id]);
+        Ok(caller)
+    }
+}
+
+/// Polls the revocation count every `every`: any change (a key revoked by this or
+/// another process, the CLI included) empties the key cache, and each poll confirms
+/// the cache's freshness as of its start. Keys are few and revocations rare, so
+/// emptying the cache costs one read per live key.
+pub(crate) async fn watch_revocations(
+    store: Store,
+    caches: Arc<Caches>,
+    every: Duration,
+    mut shutting_down: watch::Receiver<bool>,
+) {
+    let mut seen = None;
+    let mut failing = false;
+    loop {
+        let started = Instant::now();
+        match store.api_key_revocations().await {
+            Ok(state) => {
+                // Also on the first poll: a key cached before it may have been revoked
+                // in between.
+                if seen != Some(state) {
+                    caches.keys.clear();
+                    seen = Some(state);
+                }
+                caches.key_revocations.confirm(started);
+                if failing {
+                    failing = false;
+                    tracing::info!("the API key watch reads the database again");
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    failing = true;
+                    tracing::warn!(%error, "the API key watch cannot read the database");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutting_down.wait_for(|down| *down) => return,
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Customer use cases: create with an owner, look up, list, update, delete.
 
+use std::sync::Arc;
+
 use chrono::{NaiveDate, Utc};
 
 use super::{App, users::parse_id};
@@ -130,7 +132,15 @@ impl App {
                 domains::parse_hostname(hostname).map_err(|e| Error::invalid("hostname", e))?,
             ),
         };
-        self.store.get_customer_by(&key).await
+        let cache = &self.caches.customers;
+        if let Some(customer) = cache.get(&key, self.caches.changes.is_fresh()) {
+            return Ok(Customer::clone(&customer));
+        }
+        let ticket = cache.ticket();
+        let customer = self.store.get_customer_by(&key).await?;
+        // Not-found answers are not cached: a customer created elsewhere is found at once.
+        cache.insert(ticket, key, Arc::new(customer.clone()), vec![customer.id]);
+        Ok(customer)
     }
 
     /// A page of customers and the token of the next one (empty at the end).

@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::App;
 use crate::{
+    cache::Caches,
     domain::{
         Error, Result,
         api_key::Caller,
@@ -55,18 +56,25 @@ pub(crate) struct EventFeed {
 
 impl EventFeed {
     /// Starts polling after the newest event committed so far.
+    /// Each poll first applies the events it read to `caches`, then confirms their
+    /// freshness as of the moment the poll began.
     pub(crate) async fn start(
         store: Store,
         settings: EventSettings,
+        caches: Arc<Caches>,
         shutting_down: watch::Receiver<bool>,
     ) -> Result<EventFeed> {
+        // Caches are empty now: whatever they store later is read after this moment.
+        let started = Instant::now();
         let (_, head) = store.event_bounds().await?;
+        caches.changes.confirm(started);
         let (tail, _) = broadcast::channel(TAIL_CAPACITY);
         tokio::spawn(poll(
             store,
             tail.clone(),
             head,
             settings.poll_interval,
+            caches,
             shutting_down,
         ));
         Ok(EventFeed {
@@ -118,11 +126,15 @@ async fn poll(
     tail: broadcast::Sender<Arc<Event>>,
     mut cursor: i64,
     every: Duration,
+    caches: Arc<Caches>,
     mut shutting_down: watch::Receiver<bool>,
 ) {
     let mut committed = store.subscribe_events();
     let mut failing = false;
     loop {
+        // Sequences become visible in commit order, so a read that began after this
+        // moment sees every event committed before it.
+        let started = Instant::now();
         let full = match store.events_after(cursor, BATCH).await {
             Ok(batch) => {
                 if failing {
@@ -132,8 +144,12 @@ async fn poll(
                 let full = batch.len() as u64 == BATCH;
                 for event in batch {
                     cursor = event.sequence;
+                    caches.changed(&event.touched_ids());
                     // No receiver (no live stream) is not an error.
                     let _ = tail.send(Arc::new(event));
+                }
+                if !full {
+                    caches.changes.confirm(started);
                 }
                 full
             }

@@ -439,14 +439,24 @@ impl App {
         };
         let permission = violations.check("permission", parse_permission(permission));
         violations.finish()?;
-        let facts = self
-            .store
-            .access_facts(
-                user_id.expect("validated above"),
-                target_id.expect("validated above"),
-            )
-            .await?;
-        Ok(facts.decide(permission.expect("validated above")))
+        let (user_id, target) = (
+            user_id.expect("validated above"),
+            target_id.expect("validated above"),
+        );
+        let permission = permission.expect("validated above");
+        let cache = &self.caches.access;
+        let key = (user_id, target);
+        if let Some(facts) = cache.get(&key, self.caches.changes.is_fresh()) {
+            return Ok(facts.decide(permission));
+        }
+        let ticket = cache.ticket();
+        let (customer_id, facts) = self.store.access_facts(user_id, target).await?;
+        let target_id = match target {
+            MembershipTarget::Customer(id) | MembershipTarget::Account(id) => id,
+        };
+        let decision = facts.decide(permission);
+        cache.insert(ticket, key, facts, vec![user_id, target_id, customer_id]);
+        Ok(decision)
     }
 }
 

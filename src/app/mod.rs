@@ -8,9 +8,12 @@ mod events;
 pub mod members;
 pub mod users;
 
+use std::{sync::Arc, time::Duration};
+
 use tokio::sync::watch;
 
 use crate::{
+    cache::{CacheSettings, CacheStats, Caches},
     domain::{Result, page::PageTokens},
     hashing::PasswordHasher,
     store::{Store, ThrottlePolicy},
@@ -30,6 +33,7 @@ pub struct App {
     /// Becomes `true` when the server starts shutting down; long streams end then.
     shutting_down: watch::Receiver<bool>,
     events: events::EventFeed,
+    caches: Arc<Caches>,
 }
 
 /// Settings of the use cases that are not about connections.
@@ -39,7 +43,11 @@ pub struct AppSettings {
     pub events: EventSettings,
     /// How long an invitation token stays valid.
     pub invitation_ttl: std::time::Duration,
+    pub cache: CacheSettings,
 }
+
+/// How often the caches' counters are logged (when they changed).
+const CACHE_STATS_EVERY: Duration = Duration::from_secs(60);
 
 impl App {
     /// Builds the use cases over a migrated store, and starts the event feed (which
@@ -51,8 +59,32 @@ impl App {
         shutting_down: watch::Receiver<bool>,
     ) -> Result<App> {
         let secret = store.server_secret().await?;
-        let events =
-            events::EventFeed::start(store.clone(), settings.events, shutting_down.clone()).await?;
+        let caches = Arc::new(Caches::new(settings.cache));
+        store.on_commit({
+            let caches = caches.clone();
+            Arc::new(move |ids| caches.changed(ids))
+        });
+        let events = events::EventFeed::start(
+            store.clone(),
+            settings.events,
+            caches.clone(),
+            shutting_down.clone(),
+        )
+        .await?;
+        // Revocations write no event: a poll of their count tells every instance. It
+        // polls at least twice per staleness bound, so one slow poll does not yet make
+        // the key cache bypassed.
+        let key_poll = settings
+            .events
+            .poll_interval
+            .min(settings.cache.staleness / 2);
+        tokio::spawn(api_keys::watch_revocations(
+            store.clone(),
+            caches.clone(),
+            key_poll,
+            shutting_down.clone(),
+        ));
+        tokio::spawn(log_cache_stats(caches.clone(), shutting_down.clone()));
         Ok(App {
             store,
             hasher,
@@ -62,11 +94,43 @@ impl App {
             invitation_ttl: settings.invitation_ttl,
             shutting_down,
             events,
+            caches,
         })
+    }
+
+    /// The counters of each cache (`customers`, `limits`, `access`, `keys`).
+    pub fn cache_stats(&self) -> [(&'static str, CacheStats); 4] {
+        self.caches.stats()
     }
 
     /// The key that makes request fingerprints unforgeable.
     pub fn secret(&self) -> &[u8; 32] {
         &self.secret
+    }
+}
+
+/// One info line per cache whose counters moved since the last, so hit rates show in the
+/// log without a metrics endpoint.
+async fn log_cache_stats(caches: Arc<Caches>, mut shutting_down: watch::Receiver<bool>) {
+    let mut last = caches.stats();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CACHE_STATS_EVERY) => {}
+            _ = shutting_down.wait_for(|down| *down) => return,
+        }
+        let now = caches.stats();
+        for ((name, stats), (_, before)) in now.iter().zip(last.iter()) {
+            if stats != before {
+                tracing::info!(
+                    cache = name,
+                    hits = stats.hits,
+                    misses = stats.misses,
+                    stale = stats.stale,
+                    entries = stats.entries,
+                    "cache counters"
+                );
+            }
+        }
+        last = now;
     }
 }

@@ -246,7 +246,7 @@ impl CustomerFilter {
 }
 
 /// How a request names one customer in `GetCustomer`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CustomerKey {
     Id(Id),
     Email(Email),

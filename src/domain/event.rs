@@ -64,3 +64,46 @@ impl EventLog {
         }
     }
 }
+
+impl EventResource {
+    /// The ids whose cached reads a change of this resource can alter, besides the
+    /// event's own `resource_id` and `customer_id`: a membership's user and target.
+    fn related_ids(&self) -> Vec<Id> {
+        use super::membership::MembershipTarget;
+        match self {
+            EventResource::Membership(membership) => {
+                let target = match membership.target {
+                    MembershipTarget::Customer(id) | MembershipTarget::Account(id) => id,
+                };
+                vec![membership.user_id, target]
+            }
+            EventResource::Account(account) => vec![account.customer_id],
+            EventResource::Customer(_) | EventResource::Invitation(_) | EventResource::User(_) => {
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Every id a change touches: its resource, its customer, and for a membership its user
+/// and target. A cached read that depends on none of them is unaffected by the change.
+pub fn touched_ids(resource_id: Id, customer_id: Option<Id>, resource: &EventResource) -> Vec<Id> {
+    let mut ids = vec![resource_id];
+    ids.extend(customer_id);
+    ids.extend(resource.related_ids());
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+impl NewEvent {
+    pub fn touched_ids(&self) -> Vec<Id> {
+        touched_ids(self.resource_id, self.customer_id, &self.resource)
+    }
+}
+
+impl Event {
+    pub fn touched_ids(&self) -> Vec<Id> {
+        touched_ids(self.resource_id, self.customer_id, &self.resource)
+    }
+}

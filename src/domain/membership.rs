@@ -23,7 +23,7 @@ pub const PERMISSIONS: [&str; 13] = [
 ];
 
 /// What a membership is of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MembershipTarget {
     Customer(Id),
     Account(Id),

@@ -261,10 +261,10 @@ impl Store {
     }
 
     pub async fn get_account(&self, id: Id) -> Result<Account> {
-        let row = account::Entity::find_by_id(id.uuid())
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
+        let query = account::Entity::find_by_id(id.uuid());
+        let row = self
+            .read(|| query.clone().one(&self.db))
+            .await?
             .ok_or_else(not_found)?;
         account_from_row(&row)
     }
@@ -290,7 +290,7 @@ impl Store {
         if let Some(service_type) = filter.service_type {
             query = query.filter(account::Column::ServiceType.eq(service_type.as_str()));
         }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         let more = rows.len() as u64 > page.size;
         let items = rows
             .iter()
@@ -508,11 +508,13 @@ impl Store {
         Ok(())
     }
 
-    /// The limits that apply to an account: one indexed read of the account joined with
-    /// its customer.
-    pub async fn effective_limits(&self, account_id: Id) -> Result<Vec<EffectiveLimit>> {
-        let row: Option<(String, String)> = account::Entity::find_by_id(account_id.uuid())
+    /// The limits that apply to an account, and the account's customer (which a cache
+    /// needs to drop them when the customer changes): one indexed read of the account
+    /// joined with its customer.
+    pub async fn effective_limits(&self, account_id: Id) -> Result<(Id, Vec<EffectiveLimit>)> {
+        let query = account::Entity::find_by_id(account_id.uuid())
             .select_only()
+            .column(account::Column::CustomerId)
             .column(account::Column::Settings)
             .column_as(
                 Expr::col((customer::Entity, customer::Column::Limits)),
@@ -524,15 +526,14 @@ impl Store {
                     .from(account::Column::CustomerId)
                     .to(customer::Column::Id)
                     .into(),
-            )
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
-        let (settings, limits) = row.ok_or_else(not_found)?;
+            );
+        let row: Option<(sea_orm::prelude::Uuid, String, String)> = self
+            .read(|| query.clone().into_tuple().one(&self.db))
+            .await?;
+        let (customer_id, settings, limits) = row.ok_or_else(not_found)?;
         let settings: Limits = from_json(&settings)?;
         let limits: Limits = from_json(&limits)?;
-        Ok(effective(&settings, &limits))
+        Ok((Id::from_uuid(customer_id), effective(&settings, &limits)))
     }
 }
 

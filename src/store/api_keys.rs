@@ -99,11 +99,8 @@ impl Store {
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
-        let rows = api_key::Entity::find()
-            .order_by_asc(api_key::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query = api_key::Entity::find().order_by_asc(api_key::Column::Id);
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         Ok(rows.into_iter().map(key_from_row).collect())
     }
 
@@ -115,11 +112,8 @@ impl Store {
     }
 
     pub async fn api_key_exists(&self, digest: &str) -> Result<bool> {
-        let found = api_key::Entity::find()
-            .filter(api_key::Column::Digest.eq(digest))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query = api_key::Entity::find().filter(api_key::Column::Digest.eq(digest));
+        let found = self.read(|| query.clone().one(&self.db)).await?;
         Ok(found.is_some())
     }
 
@@ -145,12 +139,10 @@ impl Store {
 
     /// The caller a presented key's digest belongs to, if the key exists and is live.
     pub async fn caller_by_digest(&self, digest: &str) -> Result<Option<Caller>> {
-        let row = api_key::Entity::find()
+        let query = api_key::Entity::find()
             .filter(api_key::Column::Digest.eq(digest))
-            .filter(api_key::Column::RevokeTime.is_null())
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+            .filter(api_key::Column::RevokeTime.is_null());
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         Ok(row.map(|row| {
             let key = key_from_row(row);
             Caller {
@@ -158,5 +150,23 @@ impl Store {
                 scopes: key.scopes,
             }
         }))
+    }
+
+    /// `(revoked keys, latest revoke_time)`: changes whenever a key is revoked, so a
+    /// cache of live keys polls it to learn of revocations by any process. Both are
+    /// compared, as instances' clocks may disagree about the latest time.
+    pub async fn api_key_revocations(&self) -> Result<(i64, Option<i64>)> {
+        use sea_orm::{ConnectionTrait as _, Statement};
+        let statement = Statement::from_string(
+            self.backend(),
+            "SELECT COUNT(revoke_time) AS revoked, MAX(revoke_time) AS latest FROM api_keys",
+        );
+        let row = self
+            .read(|| self.db.query_one_raw(statement.clone()))
+            .await?
+            .ok_or_else(|| Error::internal("an aggregate returned no row"))?;
+        let revoked: i64 = row.try_get("", "revoked").map_err(db_error)?;
+        let latest: Option<i64> = row.try_get("", "latest").map_err(db_error)?;
+        Ok((revoked, latest))
     }
 }

@@ -507,7 +507,7 @@ impl Store {
                 query.filter(customer::Column::Hostname.eq(hostname.as_str()))
             }
         };
-        let row = query.one(&self.db).await.map_err(db_error)?;
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         customer_from_row(&row.ok_or(Error::NotFound {
             resource: "customer",
         })?)
@@ -549,7 +549,7 @@ impl Store {
                     .add(customer::Column::LastNameLower.like(like())),
             );
         }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         let more = rows.len() as u64 > page.size;
         let items = rows
             .iter()

@@ -30,6 +30,7 @@ impl Store {
             .ok_or_else(|| Error::internal("event_log_state has no row"))?;
         let sequence: i64 = row.try_get("", "last_sequence").map_err(db_error)?;
         let payload = serde_json::to_string(&event.resource).map_err(Error::internal)?;
+        tx.touched.extend(event.touched_ids());
         event::Entity::insert(event::ActiveModel {
             sequence: Set(sequence),
             kind: Set(event.kind.to_string()),
@@ -47,27 +48,24 @@ impl Store {
 
     /// Up to `limit` events after `after`, in sequence order.
     pub async fn events_after(&self, after: i64, limit: u64) -> Result<Vec<Event>> {
-        let rows = event::Entity::find()
+        let query = event::Entity::find()
             .filter(event::Column::Sequence.gt(after))
             .order_by_asc(event::Column::Sequence)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .limit(limit);
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         rows.into_iter().map(event_from_row).collect()
     }
 
     /// `(pruned_through, last_sequence)`: events up to the first were deleted by
     /// retention; the second is the newest committed sequence.
     pub async fn event_bounds(&self) -> Result<(i64, i64)> {
+        let statement = Statement::from_string(
+            self.backend(),
+            "SELECT pruned_through, last_sequence FROM event_log_state WHERE id = 1",
+        );
         let row = self
-            .db
-            .query_one_raw(Statement::from_string(
-                self.backend(),
-                "SELECT pruned_through, last_sequence FROM event_log_state WHERE id = 1",
-            ))
-            .await
-            .map_err(db_error)?
+            .read(|| self.db.query_one_raw(statement.clone()))
+            .await?
             .ok_or_else(|| Error::internal("event_log_state has no row"))?;
         let pruned: i64 = row.try_get("", "pruned_through").map_err(db_error)?;
         let last: i64 = row.try_get("", "last_sequence").map_err(db_error)?;

@@ -299,7 +299,7 @@ impl Store {
                 .filter(invitation::Column::ExpireTime.lte(now)),
             Some(other) => query.filter(invitation::Column::Status.eq(other.as_str())),
         };
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         let more = rows.len() as u64 > page.size;
         let items = rows
             .iter()
@@ -444,11 +444,9 @@ impl Store {
 
     /// The invited email of the invitation whose token has `token_digest`, if any.
     pub async fn invited_email(&self, token_digest: &str) -> Result<Option<Email>> {
-        let row = invitation::Entity::find()
-            .filter(invitation::Column::TokenDigest.eq(token_digest))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query =
+            invitation::Entity::find().filter(invitation::Column::TokenDigest.eq(token_digest));
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         row.map(|row| invitation_from_row(&row).map(|i| i.email))
             .transpose()
     }

@@ -436,14 +436,19 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<Membership>> {
         let exists = match target {
-            MembershipTarget::Customer(id) => customer::Entity::find_by_id(id.uuid())
-                .select_only()
-                .column(customer::Column::Id)
-                .into_tuple::<sea_orm::prelude::Uuid>()
-                .one(&self.db)
-                .await
-                .map_err(db_error)?
-                .is_some(),
+            MembershipTarget::Customer(id) => {
+                let query = customer::Entity::find_by_id(id.uuid())
+                    .select_only()
+                    .column(customer::Column::Id);
+                self.read(|| {
+                    query
+                        .clone()
+                        .into_tuple::<sea_orm::prelude::Uuid>()
+                        .one(&self.db)
+                })
+                .await?
+                .is_some()
+            }
             MembershipTarget::Account(id) => account::Entity::find_by_id(id.uuid())
                 .select_only()
                 .column(account::Column::Id)
@@ -468,7 +473,7 @@ impl Store {
         if let Some(after) = page.after {
             query = query.filter(membership::Column::Id.gt(after.uuid()));
         }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         let more = rows.len() as u64 > page.size;
         let kept: Vec<_> = rows.into_iter().take(page.size as usize).collect();
         let next_after = if more {
@@ -484,12 +489,17 @@ impl Store {
     }
 
     /// What `CheckAccess` decides on, in one read: the user, the target and its
-    /// customer, and the user's memberships of both, joined on their indexes.
-    pub async fn access_facts(&self, user_id: Id, target: MembershipTarget) -> Result<AccessFacts> {
+    /// customer, and the user's memberships of both, joined on their indexes. Also the
+    /// target's customer, which a cache of the facts depends on.
+    pub async fn access_facts(
+        &self,
+        user_id: Id,
+        target: MembershipTarget,
+    ) -> Result<(Id, AccessFacts)> {
         let backend = self.backend();
         let (sql, values): (&str, Vec<sea_orm::Value>) = match target {
             MembershipTarget::Customer(id) => (
-                "SELECT u.status AS user_status, c.status AS customer_status, \
+                "SELECT c.id AS customer_id, u.status AS user_status, c.status AS customer_status, \
                         NULL AS account_status, \
                         m.owner AS m_owner, m.permissions AS m_permissions, m.status AS m_status, \
                         NULL AS cm_owner, NULL AS cm_status \
@@ -500,7 +510,7 @@ impl Store {
                 vec![user_id.uuid().into(), id.uuid().into()],
             ),
             MembershipTarget::Account(id) => (
-                "SELECT u.status AS user_status, c.status AS customer_status, \
+                "SELECT c.id AS customer_id, u.status AS user_status, c.status AS customer_status, \
                         a.status AS account_status, \
                         m.owner AS m_owner, m.permissions AS m_permissions, m.status AS m_status, \
                         cm.owner AS cm_owner, cm.status AS cm_status \
@@ -513,11 +523,10 @@ impl Store {
                 vec![user_id.uuid().into(), id.uuid().into()],
             ),
         };
+        let statement = Statement::from_sql_and_values(backend, sql, values);
         let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await
-            .map_err(db_error)?;
+            .read(|| self.db.query_one_raw(statement.clone()))
+            .await?;
         let Some(row) = row else {
             return Err(self.missing_of_access(user_id, target).await);
         };
@@ -543,13 +552,16 @@ impl Store {
             })
         };
         let user_status = text("user_status")?.unwrap_or_default();
-        Ok(AccessFacts {
+        let customer_id: sea_orm::prelude::Uuid =
+            row.try_get("", "customer_id").map_err(db_error)?;
+        let facts = AccessFacts {
             user_active: UserStatus::from_db(&user_status) == Some(UserStatus::Active),
             customer: standing(&text("customer_status")?.unwrap_or_default()),
             account: text("account_status")?.map(|status| standing(&status)),
             member: grant(flag("m_owner")?, text("m_permissions")?, text("m_status")?),
             customer_member: grant(flag("cm_owner")?, None, text("cm_status")?),
-        })
+        };
+        Ok((Id::from_uuid(customer_id), facts))
     }
 
     /// Which of a `CheckAccess`'s user and target is missing.

@@ -28,7 +28,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
-use crate::domain::{Error, Result};
+use crate::domain::{Error, Result, id::Id};
 
 pub use accounts::AccountOwner;
 pub use customers::CustomerOwner;
@@ -59,13 +59,20 @@ pub struct Store {
     /// SQL statements run through this store, so a test can see what a load costs the
     /// database rather than what the code meant to do.
     statements: Arc<AtomicU64>,
+    /// Told, right after each commit, the ids its events touched (see `on_commit`).
+    commit_observer: Arc<std::sync::RwLock<Option<CommitObserver>>>,
 }
+
+/// What `Store::on_commit` registers: called with the ids a committed transaction's
+/// events touched, before the write returns to its caller.
+pub type CommitObserver = Arc<dyn Fn(&[Id]) + Send + Sync>;
 
 /// A write transaction; dropping it without `commit` rolls it back.
 pub(crate) struct WriteTx {
     txn: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
     appended_event: Option<i64>,
+    touched: Vec<Id>,
 }
 
 impl Store {
@@ -82,9 +89,10 @@ impl Store {
             .acquire_timeout(settings.acquire_timeout)
             .connect_timeout(settings.acquire_timeout)
             .sqlx_logging(false)
-            // A connection left idle across a database outage is dead; checking it
-            // here replaces it instead of failing one call (or health probe) each.
-            .test_before_acquire(true)
+            // A ping per checkout doubles the round trips of a point read. A connection
+            // left dead by an outage is found by the read itself instead, which
+            // `Store::read` then retries once on a fresh connection.
+            .test_before_acquire(false)
             // A prepared statement's generic plan cannot use the `text_pattern_ops`
             // indexes for `LIKE $1` (the prefix is unknown when it is planned), and
             // PostgreSQL switches to it after five executions: plan each execution with
@@ -111,6 +119,7 @@ impl Store {
             sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))),
             last_event: Arc::new(watch::channel(0).0),
             statements,
+            commit_observer: Arc::default(),
         };
         Ok(store)
     }
@@ -134,7 +143,50 @@ impl Store {
 
     /// A cheap round trip, for health checks.
     pub async fn ping(&self) -> Result<()> {
-        self.db.ping().await.map_err(db_error)
+        self.read(|| self.db.ping()).await
+    }
+
+    /// Runs an idempotent read; when it failed on a connection that broke (left dead by
+    /// a database restart or a network cut), drops the idle connections (which are
+    /// likely dead too) and runs it once more on a fresh one. Failing to connect at all
+    /// is not retried: the database is down, and the caller hears `UNAVAILABLE`.
+    pub(crate) async fn read<T, F, Fut>(&self, run: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, DbErr>>,
+    {
+        match run().await {
+            Err(err) if is_broken_connection(&err) => {
+                tracing::debug!(%err, "a pooled connection broke; retrying the read once");
+                self.drop_idle_connections();
+                run().await.map_err(db_error)
+            }
+            other => other.map_err(db_error),
+        }
+    }
+
+    fn drop_idle_connections(&self) {
+        if self.backend() != DbBackend::Postgres {
+            return;
+        }
+        let pool = self.db.get_postgres_connection_pool();
+        for _ in 0..pool.num_idle() {
+            match pool.try_acquire() {
+                Some(mut connection) => connection.close_on_drop(),
+                None => break,
+            }
+        }
+    }
+
+    /// Registers the function told the ids each committed write touched (replacing any
+    /// earlier one): in-process caches drop what a local write changed before the RPC
+    /// that wrote returns, instead of waiting for the event feed.
+    pub fn on_commit(&self, observer: CommitObserver) {
+        let mut slot = self
+            .commit_observer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some(observer);
     }
 
     /// How many SQL statements this store (every clone of it) has run; pings and
@@ -171,12 +223,23 @@ impl Store {
             txn,
             _writer: writer,
             appended_event: None,
+            touched: Vec::new(),
         })
     }
 
     pub(crate) async fn commit(&self, tx: WriteTx) -> Result<()> {
         let appended = tx.appended_event;
         tx.txn.commit().await.map_err(db_error)?;
+        if !tx.touched.is_empty() {
+            let observer = self
+                .commit_observer
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(observer) = observer {
+                observer(&tx.touched);
+            }
+        }
         if let Some(sequence) = appended {
             self.last_event.send_if_modified(|last| {
                 let newer = sequence > *last;
@@ -212,10 +275,10 @@ impl Store {
         .exec_without_returning(&self.db)
         .await
         .map_err(db_error)?;
-        let row = setting::Entity::find_by_id(NAME.to_string())
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
+        let query = setting::Entity::find_by_id(NAME.to_string());
+        let row = self
+            .read(|| query.clone().one(&self.db))
+            .await?
             .ok_or_else(|| Error::internal("server secret missing after insert"))?;
         let bytes = hex::decode(&row.value).map_err(Error::internal)?;
         bytes
@@ -313,6 +376,30 @@ pub(crate) fn db_error(err: DbErr) -> Error {
 
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// An error on a connection that was established and then broke (as opposed to one
+/// that could not be made, or a statement the database refused).
+fn is_broken_connection(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    // Acquiring (connecting) fails as `ConnectionAcquire`; `Conn` is a ping's failure on
+    // a connection the pool handed out.
+    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx))
+    | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx))) = err
+    else {
+        return false;
+    };
+    match &**sqlx {
+        Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) => true,
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // Connection exceptions, and the server ending the session (57P01 admin
+            // shutdown, 57P02 crash shutdown).
+            code.starts_with("08") || code == "57P01" || code == "57P02"
+        }
+        _ => false,
+    }
 }
 
 fn is_unavailable(err: &DbErr) -> bool {

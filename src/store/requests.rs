@@ -11,10 +11,8 @@ impl Store {
     /// The first result stored under `key`, if any. A request id reused with another
     /// body is an error.
     pub async fn replay<T: DeserializeOwned>(&self, key: &RequestKey) -> Result<Option<T>> {
-        let row = request_id::Entity::find_by_id(key.request_id.uuid())
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query = request_id::Entity::find_by_id(key.request_id.uuid());
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         decode(row, key)
     }
 

@@ -174,31 +174,30 @@ impl Store {
     }
 
     pub async fn get_user(&self, id: Id) -> Result<User> {
-        let row = user::Entity::find_by_id(id.uuid())
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query = user::Entity::find_by_id(id.uuid());
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
     }
 
     pub async fn user_exists_by_email(&self, email: &Email) -> Result<bool> {
-        let found = user::Entity::find()
+        let query = user::Entity::find()
             .select_only()
             .column(user::Column::Id)
-            .filter(user::Column::Email.eq(email.as_str()))
-            .into_tuple::<sea_orm::prelude::Uuid>()
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+            .filter(user::Column::Email.eq(email.as_str()));
+        let found = self
+            .read(|| {
+                query
+                    .clone()
+                    .into_tuple::<sea_orm::prelude::Uuid>()
+                    .one(&self.db)
+            })
+            .await?;
         Ok(found.is_some())
     }
 
     pub async fn get_user_by_email(&self, email: &Email) -> Result<User> {
-        let row = user::Entity::find()
-            .filter(user::Column::Email.eq(email.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query = user::Entity::find().filter(user::Column::Email.eq(email.as_str()));
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
     }
 
@@ -236,7 +235,7 @@ impl Store {
                 );
             }
         }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         let more = rows.len() as u64 > page.size;
         let items = rows
             .iter()
@@ -390,11 +389,8 @@ impl Store {
     }
 
     pub async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>> {
-        let row = user::Entity::find()
-            .filter(user::Column::Email.eq(email))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let query = user::Entity::find().filter(user::Column::Email.eq(email));
+        let row = self.read(|| query.clone().one(&self.db)).await?;
         row.map(|row| {
             Ok(Credentials {
                 user: user_from_row(&row)?,
@@ -405,10 +401,10 @@ impl Store {
     }
 
     pub async fn credentials_by_id(&self, id: Id) -> Result<Credentials> {
-        let row = user::Entity::find_by_id(id.uuid())
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
+        let query = user::Entity::find_by_id(id.uuid());
+        let row = self
+            .read(|| query.clone().one(&self.db))
+            .await?
             .ok_or(Error::NotFound { resource: "user" })?;
         Ok(Credentials {
             user: user_from_row(&row)?,
@@ -495,7 +491,7 @@ impl Store {
         if active_only {
             query = query.filter(membership::Column::Status.eq(MembershipStatus::Active.as_str()));
         }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
         rows.into_iter().map(membership_from_row).collect()
     }
 }
