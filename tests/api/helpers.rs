@@ -125,6 +125,28 @@ pub fn test_time_limit() -> Duration {
         .unwrap_or(Duration::from_secs(180))
 }
 
+/// Calls `check` every 10 ms until it holds; returns how long after the call it first
+/// held *began*, so the answering RPC's own latency is not counted. Fails the test when
+/// it has not held within `within`.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let probe = started.elapsed();
+        if check().await {
+            return probe;
+        }
+        assert!(
+            probe < within,
+            "the condition did not hold within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs one test body, failing it when it outlives `test_time_limit`.
 pub async fn within_time_limit(test: impl Future<Output = ()>) {
     let limit = test_time_limit();
@@ -317,6 +339,11 @@ pub async fn spawn_observed_app(
     let database = backend.fresh_database().await;
     let mut serve = test_serve_args();
     configure(&mut serve);
+    spawn_observed_app_on(database, serve).await
+}
+
+/// `spawn_observed_app` on an existing database (an observed second instance).
+pub async fn spawn_observed_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestApp {
     let store = tenancy::startup::prepare_store(&database, serve.admin_key.as_deref())
         .await
         .expect("prepare the store");

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod caching;
 mod customers;
 mod foundation;
 mod hardening;

@@ -29,7 +29,9 @@ use tonic_health::pb::{
 };
 
 use super::{create_request, get_by_email};
-use crate::helpers::{ADMIN_KEY, Backend, BearerKey, GOOD_PASSWORD, spawn_app, unique_email};
+use crate::helpers::{
+    ADMIN_KEY, Backend, BearerKey, GOOD_PASSWORD, eventually, spawn_app, unique_email,
+};
 
 /// `tenancy` with a clean environment: none of the caller's settings leak in.
 fn tenancy() -> Command {
@@ -442,6 +444,20 @@ async fn the_keys_command_creates_lists_and_revokes_keys(backend: Backend) {
         .unwrap_or_else(|| panic!("ci is listed: {listed_out:?}"));
     let id = ci_line.split_whitespace().next().unwrap().to_string();
     let revoked = run_command(&url, &["keys", "revoke", &id]).await;
+    // Within the key cache's staleness bound (1 s by default).
+    eventually(Duration::from_millis(1500), || {
+        let mut users = users.clone();
+        let email = email.clone();
+        async move {
+            users
+                .get_user(get_by_email(&email))
+                .await
+                .unwrap_err()
+                .code()
+                == Code::Unauthenticated
+        }
+    })
+    .await;
     let after_revoke = users.get_user(get_by_email(&email)).await.unwrap_err();
     let relisted = lines(&run_command(&url, &["keys", "list"]).await.stdout);
     let unknown_scope = run_command(

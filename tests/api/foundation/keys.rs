@@ -16,7 +16,9 @@ use tonic::{
 };
 
 use super::{create_request, create_user, get_by_email};
-use crate::helpers::{ADMIN_KEY, Backend, BearerKey, spawn_app, unique_email};
+use std::time::Duration;
+
+use crate::helpers::{ADMIN_KEY, Backend, BearerKey, eventually, spawn_app, unique_email};
 
 /// Issues a key with `scopes` straight into the store, as `tenancy keys create` does.
 async fn key_with(app: &crate::helpers::TestApp, scopes: &[&str]) -> String {
@@ -217,6 +219,21 @@ async fn a_revoked_key_is_unauthenticated(backend: Backend) {
     revoke_key(&app.store, &issued.key.id.to_string())
         .await
         .expect("revoke");
+    // The server verifies keys from memory; a revocation reaches it within the cache's
+    // staleness bound (1 s by default).
+    eventually(Duration::from_millis(1500), || {
+        let mut users = users.clone();
+        let email = email.clone();
+        async move {
+            users
+                .get_user(get_by_email(&email))
+                .await
+                .unwrap_err()
+                .code()
+                == Code::Unauthenticated
+        }
+    })
+    .await;
     let after = users.get_user(get_by_email(&email)).await.unwrap_err();
 
     assert_eq!(before.code(), Code::NotFound, "live before: {before:?}");

@@ -1,0 +1,115 @@
+//! API keys verified from memory: a key revoked by the real binary's `keys revoke` stops
+//! working on every instance within the bound; a new key works at once everywhere.
+
+use std::time::{Duration, Instant};
+
+use tenancy::pb::{self, user_service_client::UserServiceClient};
+use tokio::process::Command;
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+
+use super::{BOUND, PROBE_SLACK, TestApps};
+use crate::helpers::{Backend, BearerKey, TestApp, eventually, test_serve_args, unique_email};
+
+/// Runs `tenancy keys ARGS` against `database_url`; its stdout lines.
+async fn keys_command(database_url: &str, args: &[&str]) -> Vec<String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenancy"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TENANCY_") || name == "DATABASE_URL" {
+            command.env_remove(name);
+        }
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        command
+            .env("DATABASE_URL", database_url)
+            .arg("keys")
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("the command finished")
+    .expect("run tenancy");
+    assert!(output.status.success(), "tenancy keys {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The code a `GetUser` for nobody answers with `users`' key: NOT_FOUND while the key
+/// works.
+async fn probe(users: &UserServiceClient<InterceptedService<Channel, BearerKey>>) -> Code {
+    let request = pb::GetUserRequest {
+        lookup: Some(pb::get_user_request::Lookup::Email(unique_email("nobody"))),
+    };
+    match users.clone().get_user(request).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+fn users_of(app: &TestApp, key: &str) -> UserServiceClient<InterceptedService<Channel, BearerKey>> {
+    app.users_with_key(Some(key))
+}
+
+async fn a_key_revoked_by_the_cli_stops_working_on_every_instance_within_the_bound(
+    backend: Backend,
+) {
+    let TestApps { a, b } = TestApps::start(backend, test_serve_args()).await;
+    let url = a.database.url.clone();
+    let created = keys_command(
+        &url,
+        &["create", "--name", "shared", "--scope", "users.read"],
+    )
+    .await;
+    let key = created.last().cloned().unwrap_or_default();
+    let (on_a, on_b) = (users_of(&a, &key), users_of(&b, &key));
+    // A new key works at once on both, and is cached there.
+    let first = [probe(&on_a).await, probe(&on_b).await];
+    let before = b.store.statements_executed();
+    for _ in 0..20 {
+        assert_eq!(probe(&on_b).await, Code::NotFound);
+    }
+    // Each GetUser reads once; the key check adds nothing when cached.
+    let key_checks = b.store.statements_executed() - before;
+    let listed = keys_command(&url, &["list"]).await;
+    let id = listed
+        .iter()
+        .find(|l| l.split_whitespace().any(|w| w == "shared"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the key is listed: {listed:?}"))
+        .to_string();
+
+    keys_command(&url, &["revoke", &id]).await;
+    let revoked = Instant::now();
+
+    assert_eq!(
+        first,
+        [Code::NotFound, Code::NotFound],
+        "a new key works at once"
+    );
+    assert!(
+        key_checks < 30,
+        "20 calls ran {key_checks} statements: keys not cached"
+    );
+    for (name, users) in [("A", &on_a), ("B", &on_b)] {
+        let offset = revoked.elapsed();
+        let delay = offset
+            + eventually(BOUND + Duration::from_secs(3), || async {
+                probe(users).await == Code::Unauthenticated
+            })
+            .await;
+        eprintln!("instance {name} refused the revoked key after {delay:?}");
+        assert!(
+            delay <= BOUND + PROBE_SLACK,
+            "instance {name} took {delay:?}, past the {BOUND:?} bound"
+        );
+        assert_eq!(
+            probe(users).await,
+            Code::Unauthenticated,
+            "and stays refused"
+        );
+    }
+}
+
+crate::on_both_backends!(a_key_revoked_by_the_cli_stops_working_on_every_instance_within_the_bound,);
