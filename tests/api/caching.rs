@@ -6,7 +6,10 @@ mod instances;
 mod keys;
 mod reads;
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use tenancy::pb::{self, check_access_request::Target, get_customer_request::Lookup};
 
@@ -15,9 +18,31 @@ use crate::helpers::{TestApp, unique_email};
 
 /// The default `--cache-staleness-ms`.
 pub const BOUND: Duration = Duration::from_millis(1000);
-/// What a probe may take beyond the bound on this loaded machine: the gap between two
-/// probes (10 ms plus one RPC).
-pub const PROBE_SLACK: Duration = Duration::from_millis(250);
+
+/// Probes until `check` holds, asserting the bound itself: a probe begun `BOUND` or more
+/// after `written` (when the write had returned) must see the write, however long the
+/// probes take on a loaded machine. Returns when the first probe that saw it began.
+pub async fn seen_within_bound<F, Fut>(what: &str, written: Instant, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    loop {
+        let began = written.elapsed();
+        let seen = check().await;
+        assert!(
+            seen || began < BOUND,
+            "{what}: a probe begun {began:?} after the write, past the {BOUND:?} bound, \
+             did not see it"
+        );
+        if seen {
+            eprintln!("{what}: seen by a probe begun {began:?} after the write");
+            assert!(check().await, "{what}: and it stays seen");
+            return began;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// A customer with a hostname, an external id and `max_rooms` 10, and one account.
 pub struct Fixture {

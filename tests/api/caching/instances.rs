@@ -2,30 +2,15 @@
 //! staleness bound, through the event feed, or (when the feed is late) because the
 //! cache stops serving.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tenancy::pb::{self, check_access_request::Target, get_customer_request::Lookup};
 
 use super::{
-    BOUND, PROBE_SLACK, TestApps, allowed, customer_by, fixture, max_rooms, set_max_rooms,
+    TestApps, allowed, customer_by, fixture, max_rooms, seen_within_bound, set_max_rooms,
     set_user_status,
 };
-use crate::helpers::{Backend, eventually, test_serve_args};
-
-/// Asserts that `check` holds on a probe begun within the bound after `written`.
-async fn within_bound<F, Fut>(what: &str, written: Instant, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let offset = written.elapsed();
-    let delay = offset + eventually(BOUND + PROBE_SLACK + Duration::from_secs(2), check).await;
-    eprintln!("{what}: seen after {delay:?}");
-    assert!(
-        delay <= BOUND + PROBE_SLACK,
-        "{what}: seen after {delay:?}, past the {BOUND:?} bound"
-    );
-}
+use crate::helpers::{Backend, test_serve_args};
 
 async fn a_terminated_customer_is_denied_on_every_instance_within_the_bound(backend: Backend) {
     let TestApps { a, b } = TestApps::start(backend, test_serve_args()).await;
@@ -52,15 +37,15 @@ async fn a_terminated_customer_is_denied_on_every_instance_within_the_bound(back
         warm < 20,
         "60 reads on B ran {warm} statements: B did not cache"
     );
-    within_bound("B denies on the customer", written, || async {
+    seen_within_bound("B denies on the customer", written, || async {
         !allowed(&b, &owner, on_customer(), "rooms.write").await
     })
     .await;
-    within_bound("B denies on the account", written, || async {
+    seen_within_bound("B denies on the account", written, || async {
         !allowed(&b, &owner, on_account(), "rooms.read").await
     })
     .await;
-    within_bound("B's GetCustomer shows TERMINATED", written, || async {
+    seen_within_bound("B's GetCustomer shows TERMINATED", written, || async {
         customer_by(&b, hostname()).await.status == pb::CustomerStatus::Terminated as i32
     })
     .await;
@@ -75,7 +60,7 @@ async fn a_limit_update_reaches_the_other_instance_within_the_bound(backend: Bac
     set_max_rooms(&a, &fixture.customer.uuid, 4.0).await;
     let written = Instant::now();
 
-    within_bound("B's effective limits", written, || async {
+    seen_within_bound("B's effective limits", written, || async {
         max_rooms(&b, &fixture.account.uuid).await == 4
     })
     .await;
@@ -97,7 +82,7 @@ async fn a_user_made_inactive_is_denied_at_once_here_and_within_the_bound_elsewh
     let here = allowed(&a, &owner, target(), "rooms.read").await;
 
     assert!(!here, "the writing instance denies at once");
-    within_bound("B denies the inactive user", written, || async {
+    seen_within_bound("B denies the inactive user", written, || async {
         !allowed(&b, &owner, target(), "rooms.read").await
     })
     .await;
@@ -129,11 +114,11 @@ async fn a_late_event_feed_stops_the_cache_serving_after_the_bound(backend: Back
     .expect("rename");
     let written = Instant::now();
 
-    within_bound("B's limits, its feed stalled", written, || async {
+    seen_within_bound("B's limits, its feed stalled", written, || async {
         max_rooms(&b, &fixture.account.uuid).await == 3
     })
     .await;
-    within_bound("B's GetCustomer, its feed stalled", written, || async {
+    seen_within_bound("B's GetCustomer, its feed stalled", written, || async {
         customer_by(&b, hostname()).await.first_name == "Late"
     })
     .await;

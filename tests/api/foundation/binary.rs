@@ -444,8 +444,9 @@ async fn the_keys_command_creates_lists_and_revokes_keys(backend: Backend) {
         .unwrap_or_else(|| panic!("ci is listed: {listed_out:?}"));
     let id = ci_line.split_whitespace().next().unwrap().to_string();
     let revoked = run_command(&url, &["keys", "revoke", &id]).await;
-    // Within the key cache's staleness bound (1 s by default).
-    eventually(Duration::from_millis(1500), || {
+    // Within the key cache's staleness bound (1 s by default;
+    // the test allows more for a loaded machine: `caching::keys` asserts the bound).
+    eventually(Duration::from_secs(5), || {
         let mut users = users.clone();
         let email = email.clone();
         async move {

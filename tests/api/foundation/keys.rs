@@ -220,8 +220,9 @@ async fn a_revoked_key_is_unauthenticated(backend: Backend) {
         .await
         .expect("revoke");
     // The server verifies keys from memory; a revocation reaches it within the cache's
-    // staleness bound (1 s by default).
-    eventually(Duration::from_millis(1500), || {
+    // staleness bound (1 s by default;
+    // the test allows more for a loaded machine: `caching::keys` asserts the bound).
+    eventually(Duration::from_secs(5), || {
         let mut users = users.clone();
         let email = email.clone();
         async move {
