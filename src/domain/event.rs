@@ -107,3 +107,32 @@ impl Event {
         touched_ids(self.resource_id, self.customer_id, &self.resource)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::membership::{MembershipStatus, MembershipTarget};
+
+    #[test]
+    fn a_membership_change_touches_its_user_target_and_customer() {
+        let (membership_id, user, account, customer) =
+            (Id::generate(), Id::generate(), Id::generate(), Id::generate());
+        let event = NewEvent {
+            kind: "membership.updated",
+            resource_id: membership_id,
+            customer_id: Some(customer),
+            resource: EventResource::Membership(Membership {
+                user_id: user,
+                target: MembershipTarget::Account(account),
+                owner: false,
+                permissions: Vec::new(),
+                status: MembershipStatus::Active,
+                create_time: Utc::now(),
+                revision: 1,
+            }),
+        };
+        let mut expected = vec![membership_id, user, account, customer];
+        expected.sort_unstable();
+        assert_eq!(event.touched_ids(), expected);
+    }
+}

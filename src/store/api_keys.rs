@@ -117,7 +117,8 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Revokes a key; it stops working at once.
+    /// Revokes a key. Servers verify keys from memory: it stops working on every instance
+    /// within their cache staleness bound (they poll `api_key_revocations`).
     pub async fn revoke_api_key(&self, id: Id) -> Result<ApiKey> {
         let tx = self.begin().await?;
         let row = api_key::Entity::find_by_id(id.uuid())
