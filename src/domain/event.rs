@@ -115,8 +115,12 @@ mod tests {
 
     #[test]
     fn a_membership_change_touches_its_user_target_and_customer() {
-        let (membership_id, user, account, customer) =
-            (Id::generate(), Id::generate(), Id::generate(), Id::generate());
+        let (membership_id, user, account, customer) = (
+            Id::generate(),
+            Id::generate(),
+            Id::generate(),
+            Id::generate(),
+        );
         let event = NewEvent {
             kind: "membership.updated",
             resource_id: membership_id,

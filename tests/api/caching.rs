@@ -5,6 +5,7 @@
 mod instances;
 mod keys;
 mod reads;
+mod round_trips;
 
 use std::{
     future::Future,

@@ -2,7 +2,7 @@
 //! coming back, graceful shutdown, first start and `tenancy keys`, the event log, TLS.
 
 mod binary;
-mod database;
+pub mod database;
 mod event_limits;
 mod events;
 mod keys;

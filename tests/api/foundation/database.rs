@@ -88,7 +88,7 @@ impl Proxy {
 
 /// The parts of a `postgres://[user[:password]@]host[:port]/db` URL: everything before
 /// `host:port`, `host:port` itself (port 5432 when absent), and everything after it.
-fn split_authority(url: &str) -> (String, String, String) {
+pub fn split_authority(url: &str) -> (String, String, String) {
     let (scheme, rest) = url.split_once("://").expect("a URL");
     let (authority, path) = rest.split_once('/').expect("a database path");
     let (userinfo, host_port) = match authority.rsplit_once('@') {

@@ -1,0 +1,111 @@
+//! Uncached point reads take one database round trip (PostgreSQL, through a proxy that
+//! counts what the server sends): no ping when a connection is checked out.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tenancy::pb;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+use tonic::Code;
+
+use crate::foundation::database::split_authority;
+use crate::helpers::{Backend, spawn_app_on, test_serve_args, unique_email};
+
+/// Forwards to `target`, counting the chunks the server side writes towards the
+/// database: a client waits for each answer, so one chunk is one round trip.
+async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let address = listener.local_addr().expect("proxy address");
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut db_read, mut db_write) = outbound.into_split();
+                let upstream = async {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(n) = client_read.read(&mut buffer).await {
+                        if n == 0 || db_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                };
+                let downstream = tokio::io::copy(&mut db_read, &mut client_write);
+                tokio::select! {
+                    _ = upstream => {}
+                    _ = downstream => {}
+                }
+            });
+        }
+    });
+    (address, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncached_point_read_is_one_round_trip() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let mut database = backend.fresh_database().await;
+    let (before, host_port, after) = split_authority(&database.url);
+    let target = tokio::net::lookup_host(&host_port)
+        .await
+        .expect("resolve PostgreSQL")
+        .next()
+        .expect("an address");
+    let (proxy, sent) = counting_proxy(target).await;
+    database.url = format!("{before}{proxy}{after}");
+    let mut serve = test_serve_args();
+    // Nothing else talks to the database meanwhile: no polls, no health probes.
+    serve.event_poll_interval_ms = 600_000;
+    serve.cache_staleness_ms = 600_000;
+    serve.health_interval = 3600;
+    let app = spawn_app_on(database, serve).await;
+    let mut users = app.users.clone();
+    let read = || pb::GetUserRequest {
+        lookup: Some(pb::get_user_request::Lookup::Email(unique_email("nobody"))),
+    };
+    // Warm up: the key is cached and the statement prepared on the pool's connections.
+    for _ in 0..5 {
+        assert_eq!(
+            users.get_user(read()).await.unwrap_err().code(),
+            Code::NotFound
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let start = sent.load(Ordering::Relaxed);
+    const READS: u64 = 20;
+    for _ in 0..READS {
+        assert_eq!(
+            users.get_user(read()).await.unwrap_err().code(),
+            Code::NotFound
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let round_trips = sent.load(Ordering::Relaxed) - start;
+
+    eprintln!("{READS} uncached GetUser calls: {round_trips} round trips to PostgreSQL");
+    // Each read is one round trip; sqlx itself checks a connection when it is given
+    // back to the pool (off the caller's path), which makes two. A ping on checkout
+    // would make three.
+    assert!(
+        round_trips <= 2 * READS + 2,
+        "{round_trips} round trips for {READS} reads: more than one each (and the release check)"
+    );
+}
