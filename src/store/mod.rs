@@ -146,7 +146,7 @@ impl Store {
         self.read(|| self.db.ping()).await
     }
 
-    /// Runs an idempotent read; when it failed on a connection that broke (left dead by
+    /// Runs an idempotent read (or a BEGIN); when it failed on a connection that broke (left dead by
     /// a database restart or a network cut), drops the idle connections (which are
     /// likely dead too) and runs it once more on a fresh one. Failing to connect at all
     /// is not retried: the database is down, and the caller hears `UNAVAILABLE`.
@@ -214,11 +214,9 @@ impl Store {
             sqlite_transaction_mode: writer.as_ref().map(|_| SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        let txn = self
-            .db
-            .begin_with_options(options)
-            .await
-            .map_err(db_error)?;
+        // Nothing is written before BEGIN succeeds, so a BEGIN that met a dead
+        // connection is retried like a read.
+        let txn = self.read(|| self.db.begin_with_options(options)).await?;
         Ok(WriteTx {
             txn,
             _writer: writer,
