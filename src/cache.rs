@@ -221,7 +221,6 @@ impl<K: Hash + Eq + Clone, V: Clone> DependentCache<K, V> {
 
 /// The process's caches: the answers of the hot reads, and the live API keys.
 pub struct Caches {
-    pub settings: CacheSettings,
     /// Confirmed by the event feed.
     pub changes: Freshness,
     pub customers: DependentCache<CustomerKey, Arc<Customer>>,
@@ -236,7 +235,6 @@ pub struct Caches {
 impl Caches {
     pub fn new(settings: CacheSettings) -> Caches {
         Caches {
-            settings,
             changes: Freshness::new(settings.staleness),
             customers: DependentCache::new(settings.capacity),
             limits: DependentCache::new(settings.capacity),
@@ -323,6 +321,25 @@ mod tests {
         assert!(freshness.is_fresh());
         std::thread::sleep(Duration::from_millis(80));
         assert!(!freshness.is_fresh());
+    }
+
+    #[test]
+    fn hits_misses_and_stale_reads_are_counted() {
+        let cache = cache();
+        cache.get(&"x", true);
+        cache.insert(cache.ticket(), "x", 1, vec![]);
+        cache.get(&"x", true);
+        cache.get(&"x", true);
+        cache.get(&"x", false);
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                hits: 2,
+                misses: 1,
+                stale: 1,
+                entries: 1
+            }
+        );
     }
 
     #[test]

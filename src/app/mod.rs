@@ -59,6 +59,14 @@ impl App {
         shutting_down: watch::Receiver<bool>,
     ) -> Result<App> {
         let secret = store.server_secret().await?;
+        if settings.cache.staleness <= settings.events.poll_interval {
+            tracing::warn!(
+                staleness = ?settings.cache.staleness,
+                poll_interval = ?settings.events.poll_interval,
+                "--cache-staleness-ms is not above --event-poll-interval-ms: the caches \
+                 will mostly be bypassed"
+            );
+        }
         let caches = Arc::new(Caches::new(settings.cache));
         store.on_commit({
             let caches = caches.clone();
