@@ -264,6 +264,10 @@ impl Store {
             .map_err(db_error)?;
         membership::Entity::update_many()
             .col_expr(membership::Column::Owner, Expr::value(true))
+            .col_expr(
+                membership::Column::Permissions,
+                Expr::value(serde_json::to_string(&all_permissions()).map_err(Error::internal)?),
+            )
             .col_expr(membership::Column::UpdateTime, Expr::value(micros))
             .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
             .filter(membership::Column::Id.eq(row.id))
@@ -276,6 +280,7 @@ impl Store {
         previous.revision += 1;
         let mut next = super::users::membership_from_row(row)?;
         next.owner = true;
+        next.permissions = all_permissions();
         next.revision += 1;
 
         let new_owner = next.user_id;
@@ -346,6 +351,12 @@ impl Store {
             });
         }
         let customer_id = locked.customer.id;
+        // An owner holds, and is shown with, every permission.
+        let permissions = if row.owner || make_owner {
+            all_permissions()
+        } else {
+            permissions
+        };
         let permissions_json = serde_json::to_string(&permissions).map_err(Error::internal)?;
         let mut membership = super::users::membership_from_row(row.clone())?;
         if membership.permissions != permissions {
