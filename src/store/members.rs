@@ -480,18 +480,12 @@ impl Store {
             query = query.filter(membership::Column::Id.gt(after.uuid()));
         }
         let rows = query.all(&self.db).await.map_err(db_error)?;
-        let more = rows.len() as u64 > page.size;
-        let kept: Vec<_> = rows.into_iter().take(page.size as usize).collect();
-        let next_after = if more {
-            kept.last().map(|row| Id::from_uuid(row.id))
-        } else {
-            None
-        };
-        let items = kept
-            .into_iter()
-            .map(super::users::membership_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page { items, next_after })
+        super::keyset_page(
+            rows,
+            page.size,
+            |row| row.id,
+            super::users::membership_from_row,
+        )
     }
 
     /// What `CheckAccess` decides on, in one read: the user, the target and its

@@ -356,6 +356,27 @@ pub(crate) fn now() -> DateTime<Utc> {
     from_micros(to_micros(Utc::now()))
 }
 
+/// A page from `rows`, which a query fetched in id order with `limit(size + 1)`: the
+/// extra row only tells that there is more, and the next page starts after the last
+/// id kept.
+pub(crate) fn keyset_page<R, T>(
+    rows: Vec<R>,
+    size: u64,
+    id: impl Fn(&R) -> sea_orm::prelude::Uuid,
+    convert: impl Fn(R) -> Result<T>,
+) -> Result<crate::domain::page::Page<T>> {
+    let more = rows.len() as u64 > size;
+    let kept: Vec<R> = rows.into_iter().take(size as usize).collect();
+    let next_after = if more {
+        kept.last()
+            .map(|row| crate::domain::id::Id::from_uuid(id(row)))
+    } else {
+        None
+    };
+    let items = kept.into_iter().map(convert).collect::<Result<Vec<_>>>()?;
+    Ok(crate::domain::page::Page { items, next_after })
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix pattern.
 pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);

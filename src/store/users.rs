@@ -237,18 +237,7 @@ impl Store {
             }
         }
         let rows = query.all(&self.db).await.map_err(db_error)?;
-        let more = rows.len() as u64 > page.size;
-        let items = rows
-            .iter()
-            .take(page.size as usize)
-            .map(user_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_after = if more {
-            items.last().map(|u| u.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        super::keyset_page(rows, page.size, |row| row.id, |row| user_from_row(&row))
     }
 
     /// Applies `changes` if the user is still at `expected_revision` (when given).
