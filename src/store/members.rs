@@ -138,7 +138,7 @@ impl Store {
         membership::Entity::find()
             .filter(target_filter(target))
             .filter(membership::Column::UserId.eq(user_id.uuid()))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)
     }
@@ -151,7 +151,7 @@ impl Store {
             }
         };
         let row = query
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
@@ -245,7 +245,7 @@ impl Store {
         let old = membership::Entity::find()
             .filter(target_filter(locked.target))
             .filter(membership::Column::Owner.eq(true))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or_else(|| Error::internal("a target without an owner"))?;
@@ -259,7 +259,7 @@ impl Store {
             .col_expr(membership::Column::UpdateTime, Expr::value(micros))
             .col_expr(membership::Column::Revision, Expr::value(old.revision + 1))
             .filter(membership::Column::Id.eq(old.id))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         membership::Entity::update_many()
@@ -271,7 +271,7 @@ impl Store {
             .col_expr(membership::Column::UpdateTime, Expr::value(micros))
             .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
             .filter(membership::Column::Id.eq(row.id))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         let mut previous = super::users::membership_from_row(old)?;
@@ -294,7 +294,7 @@ impl Store {
                     .col_expr(account::Column::UpdateTime, Expr::value(micros))
                     .col_expr(account::Column::Revision, Expr::value(account.revision))
                     .filter(account::Column::Id.eq(account.id.uuid()))
-                    .exec(&tx.txn)
+                    .exec(tx.txn())
                     .await
                     .map_err(db_error)?;
             }
@@ -308,7 +308,7 @@ impl Store {
                     .col_expr(customer::Column::UpdateTime, Expr::value(micros))
                     .col_expr(customer::Column::Revision, Expr::value(customer.revision))
                     .filter(customer::Column::Id.eq(customer.id.uuid()))
-                    .exec(&tx.txn)
+                    .exec(tx.txn())
                     .await
                     .map_err(db_error)?;
             }
@@ -371,7 +371,7 @@ impl Store {
                 )
                 .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
                 .filter(membership::Column::Id.eq(row.id))
-                .exec(&tx.txn)
+                .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
             membership.permissions = permissions;
@@ -425,7 +425,7 @@ impl Store {
         }
         membership::Entity::delete_many()
             .filter(membership::Column::Id.eq(row.id))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         let membership = super::users::membership_from_row(row)?;

@@ -61,11 +61,42 @@ pub struct Store {
     statements: Arc<AtomicU64>,
 }
 
-/// A write transaction; dropping it without `commit` rolls it back.
+/// A write transaction; dropping it without `commit` rolls it back at once.
 pub(crate) struct WriteTx {
-    txn: DatabaseTransaction,
-    _writer: Option<OwnedMutexGuard<()>>,
+    /// `None` only once committed or handed to the rollback in `drop`.
+    txn: Option<DatabaseTransaction>,
+    writer: Option<OwnedMutexGuard<()>>,
     appended_event: Option<i64>,
+}
+
+impl WriteTx {
+    pub(crate) fn txn(&self) -> &DatabaseTransaction {
+        self.txn
+            .as_ref()
+            .expect("a WriteTx holds its transaction until commit or drop")
+    }
+}
+
+impl Drop for WriteTx {
+    /// A transaction dropped on an error path would otherwise only queue its ROLLBACK
+    /// until its pooled connection is used again: meanwhile it keeps its row locks (on
+    /// PostgreSQL the next writer of those rows waits; on SQLite the next writer waits
+    /// for the write lock). So the rollback runs now, and the SQLite writer slot is
+    /// released only after it.
+    fn drop(&mut self) {
+        let Some(txn) = self.txn.take() else {
+            return;
+        };
+        let writer = self.writer.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = txn.rollback().await {
+                    tracing::warn!(%error, "rolling back an abandoned transaction failed");
+                }
+                drop(writer);
+            });
+        }
+    }
 }
 
 impl Store {
@@ -123,12 +154,12 @@ impl Store {
         // On SQLite the IMMEDIATE transaction holds the database's write lock.
         let tx = self.begin().await?;
         if self.backend() == DbBackend::Postgres {
-            tx.txn
+            tx.txn()
                 .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427840)")
                 .await
                 .map_err(db_error)?;
         }
-        Migrator::up(&tx.txn, None).await.map_err(db_error)?;
+        Migrator::up(tx.txn(), None).await.map_err(db_error)?;
         self.commit(tx).await
     }
 
@@ -168,15 +199,22 @@ impl Store {
             .await
             .map_err(db_error)?;
         Ok(WriteTx {
-            txn,
-            _writer: writer,
+            txn: Some(txn),
+            writer,
             appended_event: None,
         })
     }
 
-    pub(crate) async fn commit(&self, tx: WriteTx) -> Result<()> {
+    pub(crate) async fn commit(&self, mut tx: WriteTx) -> Result<()> {
         let appended = tx.appended_event;
-        tx.txn.commit().await.map_err(db_error)?;
+        let txn = tx
+            .txn
+            .take()
+            .ok_or_else(|| Error::internal("a transaction committed twice"))?;
+        // The SQLite writer slot is held until the commit has finished.
+        let writer = tx.writer.take();
+        txn.commit().await.map_err(db_error)?;
+        drop(writer);
         if let Some(sequence) = appended {
             self.last_event.send_if_modified(|last| {
                 let newer = sequence > *last;
