@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     app::EventSettings,
-    hashing::Argon2Settings,
+    hashing::{Argon2Settings, HashingGate},
     store::{DatabaseSettings, ThrottlePolicy},
 };
 
@@ -151,6 +151,9 @@ pub struct ServeArgs {
     /// Hours a request_id is remembered for idempotent retries (at least 24).
     #[arg(long, env = "TENANCY_REQUEST_ID_RETENTION_HOURS", default_value_t = 48)]
     pub request_id_retention_hours: u64,
+    /// Largest request message accepted, in bytes; a larger one is RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TENANCY_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_request_bytes: usize,
     /// Seconds between database health probes.
     #[arg(long, env = "TENANCY_HEALTH_INTERVAL", default_value_t = 1)]
     pub health_interval: u64,
@@ -177,6 +180,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub tls_handshake_timeout: u64,
+    /// Hours an invitation token stays valid after its creation or last resend.
+    #[arg(long, env = "TENANCY_INVITATION_TTL_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub invitation_ttl_hours: u64,
+    /// Not a setting: lets a test hold the hashing workers (see `HashingGate`).
+    #[arg(skip)]
+    pub hashing_gate: Option<HashingGate>,
 }
 
 impl ServeArgs {
@@ -208,12 +218,28 @@ impl ServeArgs {
             .max(1)
     }
 
-    pub fn throttle(&self) -> ThrottlePolicy {
-        ThrottlePolicy {
-            threshold: self.lockout_threshold.max(1),
+    /// The sign-in lockout; a zero threshold or window would disable it silently, so
+    /// either is refused.
+    pub fn throttle(&self) -> Result<ThrottlePolicy, String> {
+        if self.lockout_threshold == 0 {
+            return Err(
+                "--lockout-threshold (TENANCY_LOCKOUT_THRESHOLD) must be at least 1".into(),
+            );
+        }
+        if self.lockout_window == 0 {
+            return Err(
+                "--lockout-window (TENANCY_LOCKOUT_WINDOW) must be at least 1 second".into(),
+            );
+        }
+        Ok(ThrottlePolicy {
+            threshold: self.lockout_threshold,
             window: Duration::from_secs(self.lockout_window),
             lock: Duration::from_secs(self.lockout_duration),
-        }
+        })
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes.max(1024)
     }
 
     pub fn events(&self) -> EventSettings {
@@ -223,6 +249,10 @@ impl ServeArgs {
                 .unwrap_or(usize::MAX),
             retention_days: self.event_retention_days,
         }
+    }
+
+    pub fn invitation_ttl(&self) -> Duration {
+        Duration::from_secs(self.invitation_ttl_hours.max(1) * 3600)
     }
 
     pub fn event_retention(&self) -> Duration {

@@ -2,7 +2,13 @@
 //! never stalls other RPCs; a full queue answers `RESOURCE_EXHAUSTED` instead of queueing
 //! without bound.
 
-use std::{sync::Arc, thread};
+use std::{
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
@@ -48,6 +54,47 @@ pub struct Verification {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Holds every hashing worker before its next job while closed. Not a setting: tests
+/// close it to look at what a request did *before* its password was checked (a sign-in
+/// reserves its attempt first), deterministically.
+#[derive(Clone, Default)]
+pub struct HashingGate(Arc<(Mutex<bool>, Condvar)>);
+
+impl std::fmt::Debug for HashingGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashingGate")
+    }
+}
+
+impl HashingGate {
+    /// A gate that holds the workers until `open`.
+    pub fn closed() -> Self {
+        let gate = Self::default();
+        gate.close();
+        gate
+    }
+
+    pub fn close(&self) {
+        if let Ok(mut closed) = self.0.0.lock() {
+            *closed = true;
+        }
+    }
+
+    pub fn open(&self) {
+        let (lock, changed) = &*self.0;
+        if let Ok(mut closed) = lock.lock() {
+            *closed = false;
+        }
+        changed.notify_all();
+    }
+
+    fn wait(&self) {
+        let (lock, changed) = &*self.0;
+        let Ok(closed) = lock.lock() else { return };
+        let _open = changed.wait_while(closed, |closed| *closed);
+    }
+}
+
 /// Hashes and verifies passwords on `workers` threads with a queue of `queue` jobs.
 #[derive(Clone)]
 pub struct PasswordHasher {
@@ -57,6 +104,8 @@ pub struct PasswordHasher {
 struct Inner {
     params: Params,
     jobs: Sender<Job>,
+    /// Jobs dropped unrun because their caller had gone (cancelled, deadline passed).
+    skipped: Arc<AtomicU64>,
     /// Verified against when the email is unknown, so that costs what a real check does.
     dummy_hash: String,
 }
@@ -108,15 +157,29 @@ fn lower_thread_priority() {
 impl PasswordHasher {
     /// Starts `workers` hashing threads.
     pub fn start(settings: Argon2Settings, workers: usize, queue: usize) -> Result<Self> {
+        Self::start_gated(settings, workers, queue, None)
+    }
+
+    /// `start`, with workers that pass `gate` before each job.
+    pub fn start_gated(
+        settings: Argon2Settings,
+        workers: usize,
+        queue: usize,
+        gate: Option<HashingGate>,
+    ) -> Result<Self> {
         let params = settings.params()?;
         let (jobs, receiver) = bounded::<Job>(queue.max(1));
         for index in 0..workers.max(1) {
             let receiver = receiver.clone();
+            let gate = gate.clone();
             thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
                     lower_thread_priority();
                     while let Ok(job) = receiver.recv() {
+                        if let Some(gate) = &gate {
+                            gate.wait();
+                        }
                         job();
                     }
                 })
@@ -127,6 +190,7 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 params,
                 jobs,
+                skipped: Arc::new(AtomicU64::new(0)),
                 dummy_hash,
             }),
         })
@@ -138,7 +202,14 @@ impl PasswordHasher {
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let params = self.inner.params.clone();
+        let skipped = self.inner.skipped.clone();
         let job: Job = Box::new(move || {
+            // The RPC that asked was dropped while this job queued: argon2's cost would
+            // buy nothing, and under a flood of abandoned sign-ins starve live ones.
+            if reply.is_closed() {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let _ = reply.send(work(&params));
         });
         match self.inner.jobs.try_send(job) {
@@ -155,6 +226,11 @@ impl PasswordHasher {
         answer
             .await
             .map_err(|_| Error::internal("hashing worker dropped the job"))?
+    }
+
+    /// How many jobs were skipped because their caller had gone.
+    pub fn skipped_jobs(&self) -> u64 {
+        self.inner.skipped.load(Ordering::Relaxed)
     }
 
     /// A PHC string for `password` with the configured parameters.
@@ -187,6 +263,8 @@ impl PasswordHasher {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn cheap() -> Argon2Settings {
@@ -244,6 +322,29 @@ mod tests {
             .await
             .unwrap();
         assert!(!result.matches);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_has_gone_is_skipped() {
+        let gate = HashingGate::closed();
+        let hasher = PasswordHasher::start_gated(cheap(), 1, 8, Some(gate.clone())).unwrap();
+        let password = Password::new("a long enough secret");
+        // Queued behind the closed gate, then abandoned (as a cancelled RPC or a passed
+        // deadline drops its future).
+        for _ in 0..3 {
+            let abandoned =
+                tokio::time::timeout(Duration::from_millis(20), hasher.hash(&password)).await;
+            assert!(abandoned.is_err(), "the gate holds the job");
+        }
+        let live = tokio::spawn({
+            let hasher = hasher.clone();
+            let password = password.clone();
+            async move { hasher.hash(&password).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        gate.open();
+        live.await.unwrap().unwrap();
+        assert_eq!(hasher.skipped_jobs(), 3);
     }
 
     #[tokio::test]

@@ -12,9 +12,9 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     app::{App, AppSettings, api_keys::bootstrap_admin_key},
     config::ServeArgs,
-    grpc::{self, auth::AuthLayer, pb, request_log::RequestLogLayer},
+    grpc::{self, auth::AuthLayer, input::InputCheckLayer, pb, request_log::RequestLogLayer},
     hashing::PasswordHasher,
-    store::{DatabaseSettings, Store},
+    store::{DatabaseSettings, Store, ThrottlePolicy},
 };
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,6 +73,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    // A bad lockout setting is refused before the database is touched.
+    serve.throttle()?;
     let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
     run_on(store, serve, listener, shutdown).await
 }
@@ -85,14 +87,21 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    let hasher = PasswordHasher::start(serve.argon2(), serve.hash_workers(), serve.hash_queue)?;
+    let throttle = serve.throttle()?;
+    let hasher = PasswordHasher::start_gated(
+        serve.argon2(),
+        serve.hash_workers(),
+        serve.hash_queue,
+        serve.hashing_gate.clone(),
+    )?;
     let (shutting_down, shutting_down_rx) = watch::channel(false);
     let app = App::new(
         store.clone(),
         hasher,
         AppSettings {
-            throttle: serve.throttle(),
+            throttle,
             events: serve.events(),
+            invitation_ttl: serve.invitation_ttl(),
         },
         shutting_down_rx.clone(),
     )
@@ -113,6 +122,7 @@ pub async fn run_on(
     tokio::spawn(prune_periodically(
         store.clone(),
         serve.clone(),
+        throttle,
         shutting_down_rx.clone(),
     ));
 
@@ -125,6 +135,7 @@ pub async fn run_on(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let max_request = serve.max_request_bytes();
     let keepalive = Duration::from_secs(serve.http2_keepalive_interval.max(1));
     // Without these a peer that vanished (no FIN, no RST) keeps its connection, and its
     // streams, until the OS gives up hours later.
@@ -158,23 +169,34 @@ pub async fn run_on(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(RequestLogLayer)
-                .layer(AuthLayer::new(app.clone())),
+                .layer(AuthLayer::new(app.clone()))
+                .layer(InputCheckLayer::new(max_request)?),
         )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pb::customer_service_server::CustomerServiceServer::new(
-            grpc::CustomerApi::new(app.clone()),
-        ))
-        .add_service(pb::account_service_server::AccountServiceServer::new(
-            grpc::AccountApi::new(app.clone()),
-        ))
-        .add_service(pb::user_service_server::UserServiceServer::new(
-            grpc::UserApi::new(app.clone()),
-        ))
-        .add_service(pb::event_service_server::EventServiceServer::new(
-            grpc::EventApi::new(app.clone()),
-        ))
+        // The input check refuses larger requests first (RESOURCE_EXHAUSTED); tonic's
+        // own limit is set to match, so nothing else decodes more.
+        .add_service(
+            pb::customer_service_server::CustomerServiceServer::new(grpc::CustomerApi::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::account_service_server::AccountServiceServer::new(grpc::AccountApi::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::user_service_server::UserServiceServer::new(grpc::UserApi::new(app.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::event_service_server::EventServiceServer::new(grpc::EventApi::new(app.clone()))
+                .max_decoding_message_size(max_request),
+        )
         .serve_with_incoming_shutdown(incoming, signal);
     let grace = Duration::from_secs(serve.shutdown_grace);
     tokio::select! {
@@ -221,10 +243,12 @@ async fn watch_database(
     }
 }
 
-/// Deletes events past retention and request ids past theirs, hourly.
+/// Deletes events past retention, request ids past theirs and sign-in throttle rows
+/// that hold nothing any more, on start and hourly.
 async fn prune_periodically(
     store: Store,
     serve: ServeArgs,
+    throttle: ThrottlePolicy,
     mut shutting_down: watch::Receiver<bool>,
 ) {
     loop {
@@ -240,6 +264,9 @@ async fn prune_periodically(
         }
         if let Err(error) = store.prune_request_ids(requests_cutoff).await {
             tracing::warn!(%error, "pruning request ids failed");
+        }
+        if let Err(error) = store.prune_sign_in_throttle(now, throttle.window).await {
+            tracing::warn!(%error, "pruning the sign-in throttle failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

@@ -11,6 +11,8 @@ mod m20261123_000001_create_foundation;
 mod m20261123_000002_create_users;
 mod m20261201_000003_create_customers;
 mod m20261201_000004_create_accounts;
+mod m20261201_000005_constrain_memberships;
+mod m20261201_000010_add_throttle_attempt_times;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_users::Migration),
             Box::new(m20261201_000003_create_customers::Migration),
             Box::new(m20261201_000004_create_accounts::Migration),
+            Box::new(m20261201_000005_constrain_memberships::Migration),
+            Box::new(m20261201_000010_add_throttle_attempt_times::Migration),
         ]
     }
 }

@@ -73,12 +73,15 @@ pub async fn bootstrap_admin_key(store: &Store, given: Option<&str>) -> Result<O
         }
         return Ok(None);
     }
-    if store.count_api_keys().await? > 0 {
-        return Ok(None);
-    }
-    issue_key(store, "admin (first start)", &[ADMIN_SCOPE.into()])
-        .await
-        .map(Some)
+    let secret = api_key::generate_secret();
+    let key = store
+        .create_first_api_key(
+            "admin (first start)",
+            &[ADMIN_SCOPE.into()],
+            &api_key::digest(&secret),
+        )
+        .await?;
+    Ok(key.map(|key| IssuedKey { key, secret }))
 }
 
 impl App {

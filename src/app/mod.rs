@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod customers;
+pub mod members;
 mod events;
 pub mod users;
 
@@ -25,6 +26,7 @@ pub struct App {
     secret: [u8; 32],
     page_tokens: PageTokens,
     throttle: ThrottlePolicy,
+    invitation_ttl: std::time::Duration,
     /// Becomes `true` when the server starts shutting down; long streams end then.
     shutting_down: watch::Receiver<bool>,
     events: events::EventFeed,
@@ -35,6 +37,8 @@ pub struct App {
 pub struct AppSettings {
     pub throttle: ThrottlePolicy,
     pub events: EventSettings,
+    /// How long an invitation token stays valid.
+    pub invitation_ttl: std::time::Duration,
 }
 
 impl App {
@@ -55,6 +59,7 @@ impl App {
             secret,
             page_tokens: PageTokens::new(secret),
             throttle: settings.throttle,
+            invitation_ttl: settings.invitation_ttl,
             shutting_down,
             events,
         })

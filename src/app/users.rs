@@ -12,7 +12,7 @@ use crate::{
         user::{Email, NewUser, User, UserChanges, UserFields, UserFilter},
         violations::Violations,
     },
-    store::Attempt,
+    store::{Attempt, Credentials},
 };
 
 /// The one answer every failed sign-in gets, whatever the reason.
@@ -212,7 +212,16 @@ impl App {
             violations.add("password", "is required");
         }
         violations.finish()?;
-        let email = email.trim().to_lowercase();
+        // An address that can never be valid (too long, NUL, no domain) belongs to no
+        // user: it gets the same verification and answer as an unknown one, and no
+        // throttle row, so such guesses cannot fill the table.
+        if email.contains('\0') {
+            return self.fail_sign_in(password).await;
+        }
+        let email = match Email::parse(email) {
+            Ok(email) => email.as_str().to_string(),
+            Err(_) => return self.fail_sign_in(password).await,
+        };
 
         let attempt = self
             .store
@@ -220,7 +229,7 @@ impl App {
             .await?;
         let credentials = match attempt {
             Attempt::Locked => None,
-            Attempt::Allowed => self.store.credentials_by_email(&email).await?,
+            Attempt::Allowed(_) => self.store.credentials_by_email(&email).await?,
         };
         let stored_hash = credentials
             .as_ref()
@@ -228,8 +237,11 @@ impl App {
         let verification = self
             .verify_counted(&email, attempt, password, stored_hash)
             .await?;
-        let user = match credentials {
-            Some(credentials) if verification.matches => credentials.user,
+        let (user, verified_hash) = match credentials {
+            Some(Credentials {
+                user,
+                password_hash: Some(hash),
+            }) if verification.matches => (user, hash),
             _ => return Err(Error::Unauthenticated(SIGN_IN_FAILED)),
         };
         if user.status != crate::domain::user::UserStatus::Active {
@@ -245,9 +257,19 @@ impl App {
         } else {
             None
         };
-        let user = self.store.record_sign_in(user.id, &email, rehashed).await?;
+        let user = self
+            .store
+            .record_sign_in(user.id, &email, &verified_hash, rehashed)
+            .await?
+            .ok_or(Error::Unauthenticated(SIGN_IN_FAILED))?;
         let memberships = self.store.memberships_of_user(user.id, true).await?;
         Ok((user, memberships))
+    }
+
+    /// A sign-in that cannot succeed, at the cost of a real one: the dummy verification.
+    async fn fail_sign_in<T>(&self, password: &Password) -> Result<T> {
+        self.hasher.verify(password, None).await?;
+        Err(Error::Unauthenticated(SIGN_IN_FAILED))
     }
 
     /// Verifies a password under the throttle of `email` after `attempt` was reserved:
@@ -269,7 +291,7 @@ impl App {
         let verification = match self.hasher.verify(password, stored_hash).await {
             Ok(verification) => verification,
             Err(error) => {
-                self.store.release_sign_in_attempt(email).await?;
+                self.store.release_sign_in_attempt(email, attempt).await?;
                 return Err(error);
             }
         };

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use super::id::Id;
 
 /// Every scope a key can hold; `admin` implies all others.
-pub const SCOPES: [&str; 13] = [
+pub const SCOPES: [&str; 14] = [
     "customers.read",
     "customers.write",
     "customers.delete",
@@ -20,6 +20,7 @@ pub const SCOPES: [&str; 13] = [
     "users.authenticate",
     "memberships.write",
     "memberships.transfer",
+    "invitations.accept",
     "events.read",
     "admin",
 ];

@@ -27,7 +27,7 @@ pub use documents::{LegalDocument, LegalDocumentFields};
 pub use super::geo::parse_country;
 pub use super::metadata::JsonObject;
 pub use domains::parse_hostname;
-pub use names::{collision_subdomain, generate_customer_key, parse_subdomain};
+pub use names::{collision_subdomain, generate_customer_key, parse_customer_key, parse_subdomain};
 pub use profile::parse_external_id;
 
 /// Where a customer is in its lifecycle. Any status may move to any other, except out
@@ -260,6 +260,12 @@ pub enum CustomerKey {
 impl NewCustomer {
     /// Validates every field of a create, reporting all violations under `prefix`
     /// (`customer`). `today` bounds `legal_documents[].issued_date`.
+    ///
+    /// Empty optional text (external_id, hostname, country, currency) is `None`; status
+    /// defaults to ACTIVE and language to `en`. `customer_prefix` is upper-cased, or
+    /// derived from the initials of the company (BUSINESS) or of the names; without a
+    /// subdomain one is generated from the same name (`SubdomainChoice::Generated`).
+    /// Telephones are parsed with the customer's country as the default region.
     pub fn parse(
         prefix: &str,
         fields: &CustomerFields<'_>,
@@ -268,7 +274,9 @@ impl NewCustomer {
         let mut violations = Violations::new();
         let parsed = profile::parse_named(prefix, fields, today, &|_| true, &mut violations)?;
         let company_name = parsed.company_name.clone().unwrap_or_default();
-        profile::check_company(prefix, parsed.customer_type, &company_name, &mut violations);
+        if parsed.company_name.is_some() {
+            profile::check_company(prefix, parsed.customer_type, &company_name, &mut violations);
+        }
         let country = parsed.country.clone().flatten();
         let telephones = contact::parse_telephones(
             &mut violations,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{account::Account, customer::Customer, id::Id, membership::Membership, user::User};
+use super::{account::Account, customer::Customer, invitation::Invitation, id::Id, membership::Membership, user::User};
 
 /// The resource as it is after the change. Holds no secret, token or hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,6 +11,8 @@ pub enum EventResource {
     /// Boxed: a customer is far larger than the other resources.
     Customer(Box<Customer>),
     Account(Box<Account>),
+    /// Never carries the token: it is not part of an `Invitation`.
+    Invitation(Invitation),
     User(User),
     Membership(Membership),
 }

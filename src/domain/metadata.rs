@@ -34,7 +34,12 @@ pub fn parse_metadata(field: &str, object: Option<&JsonObject>) -> Result<JsonOb
         );
     }
     for (key, value) in object {
-        let path = format!("{field}.{key}");
+        // An empty key has no path of its own; the object is named instead.
+        let path = if key.is_empty() {
+            field.to_string()
+        } else {
+            format!("{field}.{key}")
+        };
         if let Err(description) = check_key(key) {
             violations.add(path.as_str(), description);
             continue;
@@ -162,7 +167,7 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "m.".to_string(),
+                "m".to_string(),
                 format!("m.{key41}"),
                 "m.long".into(),
                 "m.nested".into()

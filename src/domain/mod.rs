@@ -10,6 +10,7 @@ pub mod event;
 pub mod geo;
 pub mod id;
 pub mod idempotency;
+pub mod invitation;
 pub mod limits;
 pub mod membership;
 pub mod metadata;

@@ -1,11 +1,14 @@
-//! `AccountService`. Members and invitations answer UNIMPLEMENTED until the members
-//! issue lands.
+//! `AccountService`: accounts, their limits, members and invitations.
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb, request_key};
+use super::{convert, members::may_transfer, pb, request_key};
 use crate::{
-    app::{App, accounts::OwnerRequest},
+    app::{
+        App,
+        accounts::OwnerRequest,
+        members::{MemberLookup, TargetRef},
+    },
     domain::password::Password,
 };
 
@@ -125,6 +128,158 @@ impl pb::account_service_server::AccountService for AccountApi {
             .await?;
         Ok(Response::new(pb::GetEffectiveLimitsResponse {
             limits: limits.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn add_account_user(
+        &self,
+        request: Request<pb::AddAccountUserRequest>,
+    ) -> Result<Response<pb::AddAccountUserResponse>, Status> {
+        use pb::add_account_user_request::Member;
+        let transfer = may_transfer(&request);
+        let r = request.into_inner();
+        let member = r.member.as_ref().map(|member| match member {
+            Member::UserId(id) => MemberLookup::UserId(id),
+            Member::Email(email) => MemberLookup::Email(email),
+        });
+        let membership = self
+            .app
+            .add_member(
+                TargetRef::Account(&r.account_id),
+                member,
+                &r.permissions,
+                r.owner,
+                transfer,
+            )
+            .await?;
+        Ok(Response::new(pb::AddAccountUserResponse {
+            membership: Some((&membership).into()),
+        }))
+    }
+
+    async fn update_account_user(
+        &self,
+        request: Request<pb::UpdateAccountUserRequest>,
+    ) -> Result<Response<pb::UpdateAccountUserResponse>, Status> {
+        let transfer = may_transfer(&request);
+        let r = request.into_inner();
+        let membership = self
+            .app
+            .update_member(
+                TargetRef::Account(&r.account_id),
+                &r.user_id,
+                &r.permissions,
+                r.owner,
+                &r.etag,
+                transfer,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateAccountUserResponse {
+            membership: Some((&membership).into()),
+        }))
+    }
+
+    async fn remove_account_user(
+        &self,
+        request: Request<pb::RemoveAccountUserRequest>,
+    ) -> Result<Response<pb::RemoveAccountUserResponse>, Status> {
+        let r = request.into_inner();
+        self.app
+            .remove_member(TargetRef::Account(&r.account_id), &r.user_id, &r.etag)
+            .await?;
+        Ok(Response::new(pb::RemoveAccountUserResponse {}))
+    }
+
+    async fn list_account_users(
+        &self,
+        request: Request<pb::ListAccountUsersRequest>,
+    ) -> Result<Response<pb::ListAccountUsersResponse>, Status> {
+        let r = request.into_inner();
+        let (memberships, next_page_token) = self
+            .app
+            .list_members(TargetRef::Account(&r.account_id), r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListAccountUsersResponse {
+            memberships: memberships.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_account_invitation(
+        &self,
+        request: Request<pb::CreateAccountInvitationRequest>,
+    ) -> Result<Response<pb::CreateAccountInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let key = request_key(
+            &self.app,
+            "CreateAccountInvitation",
+            &r,
+            &r.request_id,
+            |r| r.request_id.clear(),
+        )?;
+        let (invitation, token) = self
+            .app
+            .create_invitation(
+                TargetRef::Account(&r.account_id),
+                &r.email,
+                &r.permissions,
+                &r.inviter_user_id,
+                key,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateAccountInvitationResponse {
+            invitation: Some((&invitation).into()),
+            token,
+        }))
+    }
+
+    async fn list_account_invitations(
+        &self,
+        request: Request<pb::ListAccountInvitationsRequest>,
+    ) -> Result<Response<pb::ListAccountInvitationsResponse>, Status> {
+        let r = request.into_inner();
+        let status = convert::invitation_status("status", r.status)?;
+        let (invitations, next_page_token) = self
+            .app
+            .list_invitations(
+                TargetRef::Account(&r.account_id),
+                status,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListAccountInvitationsResponse {
+            invitations: invitations.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_account_invitation(
+        &self,
+        request: Request<pb::RevokeAccountInvitationRequest>,
+    ) -> Result<Response<pb::RevokeAccountInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let invitation = self
+            .app
+            .revoke_invitation(TargetRef::Account(&r.account_id), &r.invitation_id)
+            .await?;
+        Ok(Response::new(pb::RevokeAccountInvitationResponse {
+            invitation: Some((&invitation).into()),
+        }))
+    }
+
+    async fn resend_account_invitation(
+        &self,
+        request: Request<pb::ResendAccountInvitationRequest>,
+    ) -> Result<Response<pb::ResendAccountInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let (invitation, token) = self
+            .app
+            .resend_invitation(TargetRef::Account(&r.account_id), &r.invitation_id)
+            .await?;
+        Ok(Response::new(pb::ResendAccountInvitationResponse {
+            invitation: Some((&invitation).into()),
+            token,
         }))
     }
 }

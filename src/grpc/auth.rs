@@ -7,7 +7,20 @@ use futures::future::BoxFuture;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::{app::App, domain::api_key::Caller};
+use crate::{
+    app::App,
+    domain::{api_key::Caller, id::Id},
+};
+
+tokio::task_local! {
+    /// The API key of the RPC being served, for what a caller owns (its request ids).
+    static CALLER_KEY: Id;
+}
+
+/// The id of the API key that made the RPC being served, if it needed one.
+pub fn current_caller_key() -> Option<Id> {
+    CALLER_KEY.try_with(|id| *id).ok()
+}
 
 /// What an RPC path needs from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +84,9 @@ pub fn required_access(path: &str) -> Access {
             "users.write"
         }
         ("tenancy.v1.UserService", "AuthenticateUser" | "ChangePassword") => "users.authenticate",
-        ("tenancy.v1.UserService", "AcceptInvitation") => "memberships.write",
+        // Its own scope: a sign-up front end that accepts invitations must not thereby
+        // be able to add or remove members, as `memberships.write` could.
+        ("tenancy.v1.UserService", "AcceptInvitation") => "invitations.accept",
         ("tenancy.v1.EventService", "StreamEvents" | "GetEventLog") => "events.read",
         _ => return Access::AnyKey,
     };
@@ -159,12 +174,12 @@ where
         Box::pin(async move {
             let access = required_access(request.uri().path());
             match authorize(&app, access, request.headers()).await {
-                Ok(caller) => {
-                    if let Some(caller) = caller {
-                        request.extensions_mut().insert(caller);
-                    }
-                    inner.call(request).await
+                Ok(Some(caller)) => {
+                    let key_id = caller.key_id;
+                    request.extensions_mut().insert(caller);
+                    CALLER_KEY.scope(key_id, inner.call(request)).await
                 }
+                Ok(None) => inner.call(request).await,
                 Err(status) => Ok(status.into_http()),
             }
         })

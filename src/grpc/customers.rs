@@ -1,11 +1,14 @@
-//! `CustomerService`. Members and invitations answer UNIMPLEMENTED until the members
-//! issue lands.
+//! `CustomerService`: customers, their members and their invitations.
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb, request_key};
+use super::{convert, members::may_transfer, pb, request_key};
 use crate::{
-    app::{App, customers::CustomerLookup},
+    app::{
+        App,
+        customers::CustomerLookup,
+        members::{MemberLookup, TargetRef},
+    },
     domain::password::Password,
 };
 
@@ -115,5 +118,157 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         let r = request.into_inner();
         self.app.delete_customer(&r.customer_id, &r.etag).await?;
         Ok(Response::new(pb::DeleteCustomerResponse {}))
+    }
+
+    async fn add_customer_user(
+        &self,
+        request: Request<pb::AddCustomerUserRequest>,
+    ) -> Result<Response<pb::AddCustomerUserResponse>, Status> {
+        use pb::add_customer_user_request::Member;
+        let transfer = may_transfer(&request);
+        let r = request.into_inner();
+        let member = r.member.as_ref().map(|member| match member {
+            Member::UserId(id) => MemberLookup::UserId(id),
+            Member::Email(email) => MemberLookup::Email(email),
+        });
+        let membership = self
+            .app
+            .add_member(
+                TargetRef::Customer(&r.customer_id),
+                member,
+                &r.permissions,
+                r.owner,
+                transfer,
+            )
+            .await?;
+        Ok(Response::new(pb::AddCustomerUserResponse {
+            membership: Some((&membership).into()),
+        }))
+    }
+
+    async fn update_customer_user(
+        &self,
+        request: Request<pb::UpdateCustomerUserRequest>,
+    ) -> Result<Response<pb::UpdateCustomerUserResponse>, Status> {
+        let transfer = may_transfer(&request);
+        let r = request.into_inner();
+        let membership = self
+            .app
+            .update_member(
+                TargetRef::Customer(&r.customer_id),
+                &r.user_id,
+                &r.permissions,
+                r.owner,
+                &r.etag,
+                transfer,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateCustomerUserResponse {
+            membership: Some((&membership).into()),
+        }))
+    }
+
+    async fn remove_customer_user(
+        &self,
+        request: Request<pb::RemoveCustomerUserRequest>,
+    ) -> Result<Response<pb::RemoveCustomerUserResponse>, Status> {
+        let r = request.into_inner();
+        self.app
+            .remove_member(TargetRef::Customer(&r.customer_id), &r.user_id, &r.etag)
+            .await?;
+        Ok(Response::new(pb::RemoveCustomerUserResponse {}))
+    }
+
+    async fn list_customer_users(
+        &self,
+        request: Request<pb::ListCustomerUsersRequest>,
+    ) -> Result<Response<pb::ListCustomerUsersResponse>, Status> {
+        let r = request.into_inner();
+        let (memberships, next_page_token) = self
+            .app
+            .list_members(TargetRef::Customer(&r.customer_id), r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListCustomerUsersResponse {
+            memberships: memberships.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_customer_invitation(
+        &self,
+        request: Request<pb::CreateCustomerInvitationRequest>,
+    ) -> Result<Response<pb::CreateCustomerInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let key = request_key(
+            &self.app,
+            "CreateCustomerInvitation",
+            &r,
+            &r.request_id,
+            |r| r.request_id.clear(),
+        )?;
+        let (invitation, token) = self
+            .app
+            .create_invitation(
+                TargetRef::Customer(&r.customer_id),
+                &r.email,
+                &r.permissions,
+                &r.inviter_user_id,
+                key,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateCustomerInvitationResponse {
+            invitation: Some((&invitation).into()),
+            token,
+        }))
+    }
+
+    async fn list_customer_invitations(
+        &self,
+        request: Request<pb::ListCustomerInvitationsRequest>,
+    ) -> Result<Response<pb::ListCustomerInvitationsResponse>, Status> {
+        let r = request.into_inner();
+        let status = convert::invitation_status("status", r.status)?;
+        let (invitations, next_page_token) = self
+            .app
+            .list_invitations(
+                TargetRef::Customer(&r.customer_id),
+                status,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListCustomerInvitationsResponse {
+            invitations: invitations.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_customer_invitation(
+        &self,
+        request: Request<pb::RevokeCustomerInvitationRequest>,
+    ) -> Result<Response<pb::RevokeCustomerInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let invitation = self
+            .app
+            .revoke_invitation(TargetRef::Customer(&r.customer_id), &r.invitation_id)
+            .await?;
+        Ok(Response::new(pb::RevokeCustomerInvitationResponse {
+            invitation: Some((&invitation).into()),
+        }))
+    }
+
+    async fn resend_customer_invitation(
+        &self,
+        request: Request<pb::ResendCustomerInvitationRequest>,
+    ) -> Result<Response<pb::ResendCustomerInvitationResponse>, Status> {
+        let r = request.into_inner();
+        let (invitation, token) = self
+            .app
+            .resend_invitation(TargetRef::Customer(&r.customer_id), &r.invitation_id)
+            .await?;
+        Ok(Response::new(pb::ResendCustomerInvitationResponse {
+            invitation: Some((&invitation).into()),
+            token,
+        }))
     }
 }

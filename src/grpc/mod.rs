@@ -6,7 +6,11 @@ pub mod auth;
 mod convert;
 mod customers;
 mod events;
+mod members;
+pub mod fingerprint;
 pub mod health;
+pub mod input;
+mod limits;
 pub mod pb;
 pub mod request_log;
 pub mod status;
@@ -24,8 +28,9 @@ use crate::{
     domain::{Result, idempotency::RequestKey},
 };
 
-/// The idempotency key of a create request: its `request_id` and a keyed fingerprint
-/// of the request encoded without it.
+/// The idempotency key of a create request: its `request_id`, scoped to the calling API
+/// key, and a keyed fingerprint of the request encoded without the request id and
+/// without its secret fields (`fingerprint::SECRET_FIELDS`).
 fn request_key<M: Message + Clone>(
     app: &App,
     method: &str,
@@ -35,5 +40,12 @@ fn request_key<M: Message + Clone>(
 ) -> Result<Option<RequestKey>> {
     let mut body = request.clone();
     clear_request_id(&mut body);
-    RequestKey::new(app.secret(), request_id, method, &body.encode_to_vec())
+    let body = fingerprint::without_secrets(method, &body.encode_to_vec())?;
+    RequestKey::new(
+        app.secret(),
+        auth::current_caller_key(),
+        request_id,
+        method,
+        &body,
+    )
 }

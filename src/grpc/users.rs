@@ -4,7 +4,11 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, pb, request_key};
 use crate::{
-    app::{App, users::UserLookup},
+    app::{
+        App,
+        members::{AcceptorRequest, TargetRef},
+        users::UserLookup,
+    },
     domain::{Error, password::Password},
 };
 
@@ -156,6 +160,54 @@ impl pb::user_service_server::UserService for UserApi {
             .await?;
         Ok(Response::new(pb::ListUserMembershipsResponse {
             memberships: memberships.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        use pb::accept_invitation_request::Acceptor;
+        let r = request.into_inner();
+        let key = request_key(
+            &self.app,
+            "AcceptInvitation",
+            &r,
+            &r.request_id,
+            |r| r.request_id.clear(),
+        )?;
+        let acceptor = r.acceptor.as_ref().map(|acceptor| match acceptor {
+            Acceptor::UserId(id) => AcceptorRequest::UserId(id),
+            Acceptor::NewUser(new) => AcceptorRequest::NewUser {
+                first_name: &new.first_name,
+                last_name: &new.last_name,
+                password: Password::new(new.password.clone()),
+            },
+        });
+        let (membership, user) = self.app.accept_invitation(&r.token, acceptor, key).await?;
+        Ok(Response::new(pb::AcceptInvitationResponse {
+            membership: Some((&membership).into()),
+            user: Some((&user).into()),
+        }))
+    }
+
+    async fn check_access(
+        &self,
+        request: Request<pb::CheckAccessRequest>,
+    ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        use pb::check_access_request::Target;
+        let r = request.into_inner();
+        let target = r.target.as_ref().map(|target| match target {
+            Target::CustomerId(id) => TargetRef::Customer(id),
+            Target::AccountId(id) => TargetRef::Account(id),
+        });
+        let decision = self
+            .app
+            .check_access(&r.user_id, target, &r.permission)
+            .await?;
+        Ok(Response::new(pb::CheckAccessResponse {
+            allowed: decision.allowed,
+            reason: decision.reason.to_string(),
         }))
     }
 }

@@ -294,7 +294,7 @@ impl Store {
         Ok(Page { items, next_after })
     }
 
-    async fn locked_account(
+    pub(crate) async fn locked_account(
         &self,
         tx: &WriteTx,
         id: Id,
@@ -375,7 +375,7 @@ impl Store {
         Ok(next)
     }
 
-    async fn customer_in(&self, tx: &WriteTx, id: Id) -> Result<Customer> {
+    pub(crate) async fn customer_in(&self, tx: &WriteTx, id: Id) -> Result<Customer> {
         let row = customer::Entity::find_by_id(id.uuid())
             .one(&tx.txn)
             .await

@@ -57,6 +57,47 @@ impl Store {
         Ok(key_from_row(inserted))
     }
 
+    /// Stores a key only if no key exists yet, atomically: instances starting together
+    /// on an empty database create one first key between them, not one each. `None`
+    /// when a key existed.
+    pub async fn create_first_api_key(
+        &self,
+        name: &str,
+        scopes: &[String],
+        digest: &str,
+    ) -> Result<Option<ApiKey>> {
+        use sea_orm::{ConnectionTrait as _, DbBackend};
+        // On SQLite the IMMEDIATE transaction holds the write lock; PostgreSQL takes a
+        // transaction-scoped advisory lock (the table has no row to lock yet).
+        let tx = self.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            tx.txn
+                .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427841)")
+                .await
+                .map_err(db_error)?;
+        }
+        let existing = api_key::Entity::find()
+            .count(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        if existing > 0 {
+            return Ok(None);
+        }
+        let inserted = api_key::Entity::insert(api_key::ActiveModel {
+            id: Set(Id::generate().uuid()),
+            name: Set(name.to_string()),
+            digest: Set(digest.to_string()),
+            scopes: Set(scopes.join(" ")),
+            create_time: Set(to_micros(now())),
+            revoke_time: Set(None),
+        })
+        .exec_with_returning(&tx.txn)
+        .await
+        .map_err(db_error)?;
+        self.commit(tx).await?;
+        Ok(Some(key_from_row(inserted)))
+    }
+
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
         let rows = api_key::Entity::find()
             .order_by_asc(api_key::Column::Id)

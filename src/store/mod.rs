@@ -6,6 +6,8 @@ mod api_keys;
 mod customers;
 mod entities;
 mod events;
+mod invitations;
+mod members;
 mod requests;
 mod throttle;
 mod users;
@@ -30,6 +32,8 @@ use crate::domain::{Error, Result};
 
 pub use accounts::AccountOwner;
 pub use customers::CustomerOwner;
+pub use invitations::{Acceptor, Created as CreatedInvitation};
+pub use members::MemberRef;
 pub use throttle::{Attempt, ThrottlePolicy};
 pub use users::Credentials;
 
@@ -69,7 +73,7 @@ impl Store {
     pub async fn connect(settings: &DatabaseSettings) -> Result<Store> {
         let is_sqlite = settings.url.starts_with("sqlite:");
         if is_sqlite {
-            create_sqlite_parent_dir(&settings.url)?;
+            create_sqlite_file(&settings.url)?;
         }
         let mut options = ConnectOptions::new(settings.url.clone());
         options
@@ -257,7 +261,8 @@ fn is_sqlite_busy(err: &DbErr) -> bool {
     }
 }
 
-fn create_sqlite_parent_dir(url: &str) -> Result<()> {
+/// Creates the SQLite file and its directory, readable by their owner only.
+fn create_sqlite_file(url: &str) -> Result<()> {
     let path = url
         .trim_start_matches("sqlite:")
         .trim_start_matches("//")
@@ -267,12 +272,28 @@ fn create_sqlite_parent_dir(url: &str) -> Result<()> {
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    if let Some(parent) = std::path::Path::new(path).parent()
+    let path = std::path::Path::new(path);
+    let unavailable = |e: std::io::Error| Error::Unavailable(Box::new(e));
+    if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Unavailable(Box::new(e)))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        // The file holds password hashes and the server secret: owner only. SQLite
+        // gives its -wal and -shm files the database file's mode.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(parent).map_err(unavailable)?;
     }
-    Ok(())
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// Classifies a database error: unreachable database → `Unavailable`; everything else

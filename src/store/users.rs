@@ -64,6 +64,14 @@ pub(crate) fn membership_from_row(row: membership::Model) -> Result<Membership> 
     })
 }
 
+fn user_is_owner(id: Id) -> Error {
+    Error::FailedPrecondition {
+        kind: "USER_IS_OWNER",
+        subject: format!("users/{id}"),
+        description: "the user owns a customer or an account; move the ownership first".into(),
+    }
+}
+
 fn email_taken(err: sea_orm::DbErr) -> Error {
     if is_unique_violation(&err) {
         Error::AlreadyExists {
@@ -113,10 +121,11 @@ impl Store {
             .insert_user_in(&tx, new, password_hash, now())
             .await
             .map_err(email_taken)?;
+        // The event first: a failure after it (the request-id record) must take it back.
+        self.user_event(&mut tx, "user.created", &created).await?;
         if let Some(key) = key {
             self.remember(&tx, key, &created).await?;
         }
-        self.user_event(&mut tx, "user.created", &created).await?;
         self.commit(tx).await?;
         Ok(created)
     }
@@ -331,22 +340,50 @@ impl Store {
             .await
             .map_err(db_error)?;
         if owned.is_some() {
-            return Err(Error::FailedPrecondition {
-                kind: "USER_IS_OWNER",
-                subject: format!("users/{id}"),
-                description: "the user owns a customer or an account; move the ownership first"
-                    .into(),
-            });
+            return Err(user_is_owner(id));
         }
         let last = user_from_row(&current)?;
+        let memberships = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(id.uuid()))
+            .order_by_asc(membership::Column::Id)
+            .all(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        membership::Entity::delete_many()
+            .filter(membership::Column::UserId.eq(id.uuid()))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
         let deleted = user::Entity::delete_many()
             .filter(user::Column::Id.eq(id.uuid()))
             .filter(user::Column::Revision.eq(current.revision))
             .exec(&tx.txn)
             .await
-            .map_err(db_error)?;
+            // Ownership can move to this user after the check above; the foreign keys of
+            // customers and accounts then refuse the delete.
+            .map_err(|err| match err.sql_err() {
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => user_is_owner(id),
+                _ => db_error(err),
+            })?;
         if deleted.rows_affected != 1 {
             return Err(Error::Aborted { resource: "user" });
+        }
+        for row in memberships {
+            let customer_id = match (row.customer_id, row.account_id) {
+                (Some(customer), _) => Id::from_uuid(customer),
+                (None, Some(account)) => {
+                    let account = super::entities::account::Entity::find_by_id(account)
+                        .one(&tx.txn)
+                        .await
+                        .map_err(db_error)?
+                        .ok_or_else(|| Error::internal("membership of a missing account"))?;
+                    Id::from_uuid(account.customer_id)
+                }
+                (None, None) => return Err(Error::internal("membership without a target")),
+            };
+            let membership = membership_from_row(row)?;
+            self.membership_event(&mut tx, "membership.deleted", &membership, customer_id)
+                .await?;
         }
         self.user_event(&mut tx, "user.deleted", &last).await?;
         self.commit(tx).await
@@ -384,6 +421,8 @@ impl Store {
     pub async fn set_password_hash(&self, id: Id, password_hash: String) -> Result<User> {
         let mut tx = self.begin().await?;
         let current = self.locked_user(&tx, id, None).await?;
+        // A new password starts a new count: the failures were against the old one.
+        self.clear_sign_in_failures(&tx, &current.email).await?;
         let mut updated = user_from_row(&current)?;
         updated.has_password = true;
         updated.update_time = now();
@@ -409,28 +448,39 @@ impl Store {
     /// `last_login_time` and stores a re-hash made with current parameters. This moves
     /// neither the etag nor the event log: it is not an edit of the user, and bumping
     /// the etag would make every sign-in abort concurrent edits.
+    ///
+    /// It applies only while the user is still active and still has `verified_hash`:
+    /// `None` when either changed during the verification (a concurrent SetPassword is
+    /// then not overwritten with a re-hash of the old password), and nothing is written.
     pub async fn record_sign_in(
         &self,
         id: Id,
         email: &str,
+        verified_hash: &str,
         rehashed: Option<String>,
-    ) -> Result<User> {
+    ) -> Result<Option<User>> {
         let tx = self.begin().await?;
-        self.clear_sign_in_failures(&tx, email).await?;
         let mut update = user::Entity::update_many()
             .col_expr(user::Column::LastLoginTime, Expr::value(to_micros(now())))
-            .filter(user::Column::Id.eq(id.uuid()));
+            .filter(user::Column::Id.eq(id.uuid()))
+            .filter(user::Column::PasswordHash.eq(verified_hash))
+            .filter(user::Column::Status.eq(UserStatus::Active.as_str()));
         if let Some(hash) = rehashed {
             update = update.col_expr(user::Column::PasswordHash, Expr::value(hash));
         }
-        update.exec(&tx.txn).await.map_err(db_error)?;
+        let applied = update.exec(&tx.txn).await.map_err(db_error)?.rows_affected;
+        if applied == 0 {
+            // The password or the status changed while the password was verified.
+            return Ok(None);
+        }
+        self.clear_sign_in_failures(&tx, email).await?;
         let row = user::Entity::find_by_id(id.uuid())
             .one(&tx.txn)
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
         self.commit(tx).await?;
-        user_from_row(&row)
+        user_from_row(&row).map(Some)
     }
 
     /// The user's memberships, oldest first; `active_only` drops inactive ones.

@@ -98,7 +98,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
+                    $crate::helpers::within_time_limit(super::$name($crate::helpers::Backend::Sqlite)).await
                 }
             )*
         }
@@ -107,12 +107,30 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(backend) = $crate::helpers::Backend::postgres().await {
-                        super::$name(backend).await
+                        $crate::helpers::within_time_limit(super::$name(backend)).await
                     }
                 }
             )*
         }
     };
+}
+
+/// How long one API test may run: a deadlock then fails the test instead of hanging CI.
+/// `TENANCY_TEST_TIMEOUT_SECS` overrides it (a slow machine, a debugger).
+pub fn test_time_limit() -> Duration {
+    std::env::var("TENANCY_TEST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(180))
+}
+
+/// Runs one test body, failing it when it outlives `test_time_limit`.
+pub async fn within_time_limit(test: impl Future<Output = ()>) {
+    let limit = test_time_limit();
+    if tokio::time::timeout(limit, test).await.is_err() {
+        panic!("the test did not finish within {limit:?} (a deadlock?)");
+    }
 }
 
 fn with_database(admin_url: &str, name: &str) -> String {

@@ -6,4 +6,5 @@ mod helpers;
 mod accounts;
 mod customers;
 mod foundation;
+mod hardening;
 mod users;

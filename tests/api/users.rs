@@ -470,9 +470,9 @@ async fn a_request_id_reused_with_another_body_is_invalid_argument(backend: Back
     other_email.user.as_mut().unwrap().email = unique_email("other");
     let mut other_name = request.clone();
     other_name.user.as_mut().unwrap().first_name = "Beatriz".into();
-    let mut other_password = request.clone();
-    other_password.password = "another good passphrase 77".into();
-    for changed in [other_email, other_name, other_password] {
+    // A password is not part of the body a request id is bound to (it never enters
+    // the stored fingerprint): see hardening::secrets.
+    for changed in [other_email, other_name] {
         let status = app.users.clone().create_user(changed).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(violated_fields(&status), ["request_id"]);

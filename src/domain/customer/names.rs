@@ -85,6 +85,20 @@ pub fn generate_customer_key() -> String {
         .collect()
 }
 
+/// A `customer_key` a caller names in a lookup: 10 base36 characters, lower-cased.
+pub fn parse_customer_key(text: &str) -> Result<String, String> {
+    let key = text.trim().to_ascii_lowercase();
+    if key.is_empty() {
+        return Err("is required".into());
+    }
+    if key.len() != CUSTOMER_KEY_LEN || !key.bytes().all(|b| BASE36.contains(&b)) {
+        return Err(format!(
+            "must be {CUSTOMER_KEY_LEN} characters of a-z and 0-9"
+        ));
+    }
+    Ok(key)
+}
+
 /// The subdomain used when a generated slug is taken: `<slug>-<customer_key>`. Slugs are
 /// cut so that this still fits one DNS label.
 pub fn collision_subdomain(slug: &str, key: &str) -> String {
@@ -188,6 +202,15 @@ mod tests {
         for key in &keys {
             assert_eq!(key.len(), CUSTOMER_KEY_LEN);
             assert!(key.bytes().all(|b| BASE36.contains(&b)), "{key}");
+        }
+    }
+
+    #[test]
+    fn customer_keys_named_in_lookups_are_checked() {
+        let key = generate_customer_key();
+        assert_eq!(parse_customer_key(&key.to_ascii_uppercase()), Ok(key));
+        for bad in ["", "abc", "abcdefghijk", "abcdefghi-", "abcdéfghi"] {
+            assert!(parse_customer_key(bad).is_err(), "{bad} was accepted");
         }
     }
 

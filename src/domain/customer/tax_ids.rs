@@ -255,7 +255,7 @@ fn abn_is_sound(abn: &str) -> bool {
         return false;
     };
     *first -= 1;
-    weighted(&d, &[10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]) % 89 == 0
+    weighted(&d, &[10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]).is_multiple_of(89)
 }
 
 fn cuit_is_sound(cuit: &str) -> bool {

@@ -54,7 +54,8 @@ pub const OUTPUT_ONLY_FIELDS: [&str; 7] = [
 /// See `Customer::changed`. Decisions beyond SPEC: an empty `customer_prefix` in the mask
 /// is derived again from the resulting names; an empty `subdomain` is a violation, as a
 /// customer always has one and a new one could collide, which only the store can
-/// resolve; empty `hostname`, `external_id`, `country`, `currency` clear them.
+/// resolve; empty `hostname`, `external_id`, `country`, `currency` clear them. Stored
+/// telephones are already E.164, so a new country re-parses only telephones in the mask.
 pub(super) fn changed(
     customer: &Customer,
     paths: &[String],
@@ -63,8 +64,12 @@ pub(super) fn changed(
 ) -> Result<Customer> {
     let mut violations = Violations::new();
     let all = check_mask(paths, &mut violations);
+    // Which fields to validate depends on the mask: a broken one is reported alone.
+    violations.finish()?;
+    let mut violations = Violations::new();
     let wants = |name: &str| all || paths.iter().any(|path| path == name);
     let parsed = parse_named(PREFIX, fields, today, &wants, &mut violations)?;
+    let company_failed = wants("company_name") && parsed.company_name.is_none();
 
     let mut next = customer.clone();
     if wants("status") {
@@ -121,7 +126,7 @@ pub(super) fn changed(
         });
     }
 
-    if wants("customer_type") || wants("company_name") {
+    if (wants("customer_type") || wants("company_name")) && !company_failed {
         check_company(
             PREFIX,
             Some(next.customer_type),

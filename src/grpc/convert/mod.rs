@@ -2,9 +2,11 @@
 
 mod accounts;
 mod customers;
+mod invitations;
 mod structs;
 
 pub use accounts::{account_fields, account_status, service_type};
+pub use invitations::invitation_status;
 pub use customers::{customer_fields, customer_status, customer_type};
 
 use chrono::{DateTime, Utc};
@@ -101,6 +103,9 @@ impl From<&Event> for pb::Event {
                 }
                 EventResource::Account(account) => {
                     pb::event::Resource::Account(account.as_ref().into())
+                }
+                EventResource::Invitation(invitation) => {
+                    pb::event::Resource::Invitation(invitation.into())
                 }
                 EventResource::Membership(membership) => {
                     pb::event::Resource::Membership(membership.into())

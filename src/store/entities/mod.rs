@@ -4,6 +4,7 @@ pub mod account;
 pub mod api_key;
 pub mod customer;
 pub mod event;
+pub mod invitation;
 pub mod membership;
 pub mod request_id;
 pub mod setting;

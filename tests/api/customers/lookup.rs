@@ -117,59 +117,65 @@ async fn lists_filter_by_status_type_country_and_query(backend: Backend) {
     let ids = |customers: Vec<pb::Customer>| -> Vec<String> {
         customers.into_iter().map(|c| c.uuid).collect()
     };
-    let request = |f: fn(&mut pb::ListCustomersRequest)| {
-        let mut r = pb::ListCustomersRequest::default();
-        f(&mut r);
-        r
-    };
+    let all = pb::ListCustomersRequest::default;
     assert_eq!(
-        ids(list_all(&app, request(|_| {})).await),
+        ids(list_all(&app, all()).await),
         [acme.uuid.clone(), bob.uuid.clone(), carol.uuid.clone()],
         "creation order"
     );
-    assert_eq!(
-        ids(list_all(
-            &app,
-            request(|r| r.status = pb::CustomerStatus::Suspended as i32)
-        )
-        .await),
-        [carol.uuid.clone()]
-    );
-    assert_eq!(
-        ids(list_all(
-            &app,
-            request(|r| r.customer_type = pb::CustomerType::Personal as i32)
-        )
-        .await),
-        [bob.uuid.clone()]
-    );
-    assert_eq!(
-        ids(list_all(&app, request(|r| r.country = "us".into())).await),
-        [acme.uuid.clone()]
-    );
-    // Prefixes of the company name, the email, a first and a last name, in any case.
-    for (query, expected) in [
-        ("ACME w", &acme.uuid),
-        ("bob-", &bob.uuid),
-        ("rob", &bob.uuid),
-        ("o'hara_", &bob.uuid),
-    ] {
-        let mut r = pb::ListCustomersRequest::default();
-        r.query = query.into();
-        assert_eq!(ids(list_all(&app, r).await), [expected.clone()], "{query}");
+    let filtered = [
+        (
+            pb::ListCustomersRequest {
+                status: pb::CustomerStatus::Suspended as i32,
+                ..all()
+            },
+            &carol.uuid,
+        ),
+        (
+            pb::ListCustomersRequest {
+                customer_type: pb::CustomerType::Personal as i32,
+                ..all()
+            },
+            &bob.uuid,
+        ),
+        (
+            pb::ListCustomersRequest {
+                country: "us".into(),
+                ..all()
+            },
+            &acme.uuid,
+        ),
+        // Prefixes of the company name, the email, a first and a last name, any case.
+        (query("ACME w"), &acme.uuid),
+        (query("bob-"), &bob.uuid),
+        (query("rob"), &bob.uuid),
+        (query("o'hara_"), &bob.uuid),
+    ];
+    for (request, expected) in filtered {
+        let described = format!("{request:?}");
+        assert_eq!(
+            ids(list_all(&app, request).await),
+            std::slice::from_ref(expected),
+            "{described}"
+        );
     }
     // `%` and `_` are literal, not wildcards.
-    let mut r = pb::ListCustomersRequest::default();
-    r.query = "%".into();
-    assert!(list_all(&app, r).await.is_empty());
-    let mut r = pb::ListCustomersRequest::default();
-    r.query = "o_hara".into();
-    assert!(list_all(&app, r).await.is_empty());
+    assert!(list_all(&app, query("%")).await.is_empty());
+    assert!(list_all(&app, query("o_hara")).await.is_empty());
 
-    let mut r = pb::ListCustomersRequest::default();
-    r.country = "Narnia".into();
-    let status = list(&app, r).await.unwrap_err();
+    let narnia = pb::ListCustomersRequest {
+        country: "Narnia".into(),
+        ..all()
+    };
+    let status = list(&app, narnia).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["country"]);
+}
+
+fn query(text: &str) -> pb::ListCustomersRequest {
+    pb::ListCustomersRequest {
+        query: text.into(),
+        ..Default::default()
+    }
 }
 
 async fn pages_cover_every_customer_once_and_tokens_are_bound_to_their_filter(backend: Backend) {

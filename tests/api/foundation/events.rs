@@ -214,19 +214,69 @@ async fn a_consumer_reconnecting_while_writes_continue_misses_nothing_and_sees_n
 }
 
 async fn a_change_that_rolls_back_leaves_no_event(backend: Backend) {
+    use sea_orm::{ConnectionTrait as _, Database, DbBackend};
     let app = spawn_app(backend).await;
     let first = create_user(&app, &unique_email("first")).await;
 
+    // A uniqueness race rolls back before anything is appended.
     let duplicate = app
         .users
         .clone()
         .create_user(create_request(&first.email.to_uppercase()))
         .await
         .unwrap_err();
-    let second = create_user(&app, &unique_email("second")).await;
-
     assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate:?}");
     assert_eq!(error_reason(&duplicate).as_deref(), Some("EMAIL_TAKEN"));
+
+    // A write that fails *after* the event was appended: a create with a request id
+    // records it after its event, and a trigger refuses that record. An event appended
+    // outside the create's transaction would survive this.
+    let db = Database::connect(&app.database.url).await.expect("connect");
+    let refuse = match db.get_database_backend() {
+        DbBackend::Postgres => vec![
+            "CREATE FUNCTION refuse_request_ids() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            "CREATE TRIGGER refuse_request_ids BEFORE INSERT ON request_ids \
+             FOR EACH ROW EXECUTE FUNCTION refuse_request_ids()",
+        ],
+        _ => vec![
+            "CREATE TRIGGER refuse_request_ids BEFORE INSERT ON request_ids \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ],
+    };
+    for sql in refuse {
+        db.execute_unprepared(sql)
+            .await
+            .expect("install the trigger");
+    }
+    let mut failing = create_request(&unique_email("rolled-back"));
+    failing.request_id = uuid::Uuid::new_v4().to_string();
+    let failed = app
+        .users
+        .clone()
+        .create_user(failing.clone())
+        .await
+        .expect_err("the request id cannot be recorded");
+    assert_eq!(failed.code(), Code::Internal, "{failed:?}");
+    let drop = match db.get_database_backend() {
+        DbBackend::Postgres => "DROP TRIGGER refuse_request_ids ON request_ids",
+        _ => "DROP TRIGGER refuse_request_ids",
+    };
+    db.execute_unprepared(drop).await.expect("drop the trigger");
+    let _ = db.close().await;
+    let lookup = app
+        .users
+        .clone()
+        .get_user(pb::GetUserRequest {
+            lookup: Some(pb::get_user_request::Lookup::Email(
+                failing.user.as_ref().expect("user").email.clone(),
+            )),
+        })
+        .await
+        .expect_err("the user was rolled back with its event");
+    assert_eq!(lookup.code(), Code::NotFound);
+
+    let second = create_user(&app, &unique_email("second")).await;
     let events = app.store.events_after(0, 100).await.unwrap();
     let summary: Vec<(i64, &str)> = events
         .iter()

@@ -1,0 +1,456 @@
+//! Members, invitations and access checks of customers and accounts. Both services
+//! share these use cases; a request names its target as a customer or an account.
+
+use chrono::Utc;
+
+use super::App;
+use crate::{
+    domain::{
+        Error, Result, etag,
+        id::Id,
+        idempotency::RequestKey,
+        invitation::{self, Invitation, InvitationStatus},
+        membership::{Decision, Membership, MembershipTarget, parse_permission, parse_permissions},
+        password::Password,
+        user::{Email, NewUser, User, UserStatus, parse_language, parse_name},
+        violations::Violations,
+    },
+    store::{Acceptor, MemberRef},
+};
+
+/// A request's target id, as sent, with the field that carried it.
+#[derive(Debug, Clone, Copy)]
+pub enum TargetRef<'a> {
+    Customer(&'a str),
+    Account(&'a str),
+}
+
+impl TargetRef<'_> {
+    fn field(&self) -> &'static str {
+        match self {
+            TargetRef::Customer(_) => "customer_id",
+            TargetRef::Account(_) => "account_id",
+        }
+    }
+
+    fn parse(&self) -> Result<MembershipTarget, String> {
+        match self {
+            TargetRef::Customer(id) => Id::parse(id).map(MembershipTarget::Customer),
+            TargetRef::Account(id) => Id::parse(id).map(MembershipTarget::Account),
+        }
+    }
+}
+
+/// How an add request names the user.
+pub enum MemberLookup<'a> {
+    UserId(&'a str),
+    Email(&'a str),
+}
+
+/// Who accepts an invitation, as sent.
+pub enum AcceptorRequest<'a> {
+    UserId(&'a str),
+    NewUser {
+        first_name: &'a str,
+        last_name: &'a str,
+        password: Password,
+    },
+}
+
+/// Moving ownership needs the `memberships.transfer` scope on top of the RPC's own.
+fn transfer_allowed(owner: bool, may_transfer: bool) -> Result<()> {
+    if owner && !may_transfer {
+        return Err(Error::PermissionDenied(
+            "moving ownership needs the `memberships.transfer` scope".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl App {
+    pub async fn add_member(
+        &self,
+        target: TargetRef<'_>,
+        member: Option<MemberLookup<'_>>,
+        permissions: &[String],
+        owner: bool,
+        may_transfer: bool,
+    ) -> Result<Membership> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let member = match member {
+            None => {
+                violations.add("member", "is required: set user_id or email");
+                None
+            }
+            Some(MemberLookup::UserId(id)) => {
+                violations.check("user_id", Id::parse(id)).map(MemberRef::Id)
+            }
+            Some(MemberLookup::Email(email)) => violations
+                .check("email", Email::parse(email))
+                .map(MemberRef::Email),
+        };
+        let permissions = match parse_permissions("permissions", permissions) {
+            Ok(permissions) => Some(permissions),
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        violations.finish()?;
+        transfer_allowed(owner, may_transfer)?;
+        self.store
+            .add_member(
+                target_id.expect("validated above"),
+                &member.expect("validated above"),
+                permissions.expect("validated above"),
+                owner,
+            )
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_member(
+        &self,
+        target: TargetRef<'_>,
+        user_id: &str,
+        permissions: &[String],
+        owner: bool,
+        etag_text: &str,
+        may_transfer: bool,
+    ) -> Result<Membership> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let user_id = violations.check("user_id", Id::parse(user_id));
+        let permissions = match parse_permissions("permissions", permissions) {
+            Ok(permissions) => Some(permissions),
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        let expected = match etag::parse("etag", etag_text) {
+            Ok(expected) => expected,
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        violations.finish()?;
+        transfer_allowed(owner, may_transfer)?;
+        self.store
+            .update_member(
+                target_id.expect("validated above"),
+                user_id.expect("validated above"),
+                permissions.expect("validated above"),
+                owner,
+                expected,
+            )
+            .await
+    }
+
+    pub async fn remove_member(
+        &self,
+        target: TargetRef<'_>,
+        user_id: &str,
+        etag_text: &str,
+    ) -> Result<()> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let user_id = violations.check("user_id", Id::parse(user_id));
+        let expected = match etag::parse("etag", etag_text) {
+            Ok(expected) => expected,
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        violations.finish()?;
+        self.store
+            .remove_member(
+                target_id.expect("validated above"),
+                user_id.expect("validated above"),
+                expected,
+            )
+            .await
+    }
+
+    pub async fn list_members(
+        &self,
+        target: TargetRef<'_>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Membership>, String)> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let canonical = format!(
+            "ListMembers|{}",
+            target_id.map(canonical_target).unwrap_or_default()
+        );
+        let page = match self.page_tokens.request(&canonical, page_size, page_token) {
+            Ok(page) => Some(page),
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        violations.finish()?;
+        let page = self
+            .store
+            .list_members(target_id.expect("validated above"), page.expect("validated above"))
+            .await?;
+        let next = self.page_tokens.next_token(&canonical, &page);
+        Ok((page.items, next))
+    }
+
+    /// Invites `email`; returns the invitation and its token (the only time it is
+    /// shown). A retry with the same `request_id` gets the first invitation with a new
+    /// token, since the first one is not kept: the old token stops working.
+    pub async fn create_invitation(
+        &self,
+        target: TargetRef<'_>,
+        email: &str,
+        permissions: &[String],
+        inviter_user_id: &str,
+        key: Option<RequestKey>,
+    ) -> Result<(Invitation, String)> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let email = violations.check("email", Email::parse(email));
+        let permissions = match parse_permissions("permissions", permissions) {
+            Ok(permissions) => Some(permissions),
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        let inviter = if inviter_user_id.trim().is_empty() {
+            None
+        } else {
+            violations.check("inviter_user_id", Id::parse(inviter_user_id))
+        };
+        violations.finish()?;
+        let target_id = target_id.expect("validated above");
+        let (token, digest) = invitation::new_token();
+        let created = self
+            .store
+            .create_invitation(
+                target_id,
+                &email.expect("validated above"),
+                permissions.expect("validated above"),
+                inviter,
+                &digest,
+                self.invitation_expiry(),
+                key.as_ref(),
+            )
+            .await?;
+        match created {
+            crate::store::CreatedInvitation::New(invitation) => Ok((invitation, token)),
+            crate::store::CreatedInvitation::Replayed(first) => {
+                match first.status_at(Utc::now()) {
+                    InvitationStatus::Accepted | InvitationStatus::Revoked => {
+                        Ok((first, String::new()))
+                    }
+                    _ => {
+                        let resent = self
+                            .store
+                            .resend_invitation(target_id, first.id, &digest, self.invitation_expiry())
+                            .await?;
+                        Ok((resent, token))
+                    }
+                }
+            }
+        }
+    }
+
+    fn invitation_expiry(&self) -> chrono::DateTime<Utc> {
+        let ttl = chrono::Duration::from_std(self.invitation_ttl)
+            .unwrap_or_else(|_| chrono::Duration::days(7));
+        crate::store::now() + ttl
+    }
+
+    pub async fn list_invitations(
+        &self,
+        target: TargetRef<'_>,
+        status: Option<InvitationStatus>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Invitation>, String)> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let canonical = format!(
+            "ListInvitations|{}|s={}",
+            target_id.map(canonical_target).unwrap_or_default(),
+            status.map(|s| s.as_str()).unwrap_or("")
+        );
+        let page = match self.page_tokens.request(&canonical, page_size, page_token) {
+            Ok(page) => Some(page),
+            Err(error) => {
+                violations.absorb(error)?;
+                None
+            }
+        };
+        violations.finish()?;
+        let page = self
+            .store
+            .list_invitations(
+                target_id.expect("validated above"),
+                status,
+                page.expect("validated above"),
+            )
+            .await?;
+        let next = self.page_tokens.next_token(&canonical, &page);
+        Ok((page.items, next))
+    }
+
+    pub async fn revoke_invitation(
+        &self,
+        target: TargetRef<'_>,
+        invitation_id: &str,
+    ) -> Result<Invitation> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let id = violations.check("invitation_id", Id::parse(invitation_id));
+        violations.finish()?;
+        self.store
+            .revoke_invitation(target_id.expect("validated above"), id.expect("validated above"))
+            .await
+    }
+
+    pub async fn resend_invitation(
+        &self,
+        target: TargetRef<'_>,
+        invitation_id: &str,
+    ) -> Result<(Invitation, String)> {
+        let mut violations = Violations::new();
+        let target_id = violations.check(target.field(), target.parse());
+        let id = violations.check("invitation_id", Id::parse(invitation_id));
+        violations.finish()?;
+        let (token, digest) = invitation::new_token();
+        let invitation = self
+            .store
+            .resend_invitation(
+                target_id.expect("validated above"),
+                id.expect("validated above"),
+                &digest,
+                self.invitation_expiry(),
+            )
+            .await?;
+        Ok((invitation, token))
+    }
+
+    pub async fn accept_invitation(
+        &self,
+        token: &str,
+        acceptor: Option<AcceptorRequest<'_>>,
+        key: Option<RequestKey>,
+    ) -> Result<(Membership, User)> {
+        let mut violations = Violations::new();
+        if token.trim().is_empty() {
+            violations.add("token", "is required");
+        }
+        let acceptor = match acceptor {
+            None => {
+                violations.add("acceptor", "is required: set user_id or new_user");
+                None
+            }
+            Some(AcceptorRequest::UserId(id)) => violations
+                .check("user_id", Id::parse(id))
+                .map(AcceptorChoice::Existing),
+            Some(AcceptorRequest::NewUser {
+                first_name,
+                last_name,
+                password,
+            }) => {
+                let first = violations.check("new_user.first_name", parse_name(first_name));
+                let last = violations.check("new_user.last_name", parse_name(last_name));
+                if password.is_empty() {
+                    violations.add("new_user.password", "is required");
+                } else {
+                    // The invited email is not known before the token is looked up; the
+                    // policy's email rule is checked against it below.
+                    violations.check("new_user.password", password.check_policy(""));
+                }
+                match (first, last) {
+                    (Some(first), Some(last)) => Some(AcceptorChoice::New(first, last, password)),
+                    _ => None,
+                }
+            }
+        };
+        violations.finish()?;
+        let digest = invitation::token_digest(token);
+        if let Some(key) = &key
+            && let Some(first) = self.store.replay::<(Membership, User)>(key).await?
+        {
+            return Ok(first);
+        }
+        let acceptor = match acceptor.expect("validated above") {
+            AcceptorChoice::Existing(id) => Acceptor::Existing(id),
+            AcceptorChoice::New(first_name, last_name, password) => {
+                let invited = self.store.invited_email(&digest).await?;
+                if let Some(email) = &invited {
+                    password
+                        .check_policy(email.as_str())
+                        .map_err(|e| Error::invalid("new_user.password", e))?;
+                }
+                let placeholder = invited.ok_or_else(|| {
+                    Error::FailedPrecondition {
+                        kind: "INVITATION_TOKEN_INVALID",
+                        subject: "invitations".into(),
+                        description: "the token matches no pending invitation (a resend replaces the token)".into(),
+                    }
+                })?;
+                Acceptor::New {
+                    new_user: NewUser {
+                        email: placeholder,
+                        first_name,
+                        last_name,
+                        language: parse_language("").unwrap_or_else(|_| "en".into()),
+                        status: UserStatus::Active,
+                    },
+                    password_hash: self.hasher.hash(&password).await?,
+                }
+            }
+        };
+        self.store
+            .accept_invitation(&digest, &acceptor, key.as_ref())
+            .await
+    }
+
+    /// Whether `user_id` may use `permission` on the target (SPEC section 4).
+    pub async fn check_access(
+        &self,
+        user_id: &str,
+        target: Option<TargetRef<'_>>,
+        permission: &str,
+    ) -> Result<Decision> {
+        let mut violations = Violations::new();
+        let user_id = violations.check("user_id", Id::parse(user_id));
+        let target_id = match target {
+            None => {
+                violations.add("target", "is required: set customer_id or account_id");
+                None
+            }
+            Some(target) => violations.check(target.field(), target.parse()),
+        };
+        let permission = violations.check("permission", parse_permission(permission));
+        violations.finish()?;
+        let facts = self
+            .store
+            .access_facts(user_id.expect("validated above"), target_id.expect("validated above"))
+            .await?;
+        Ok(facts.decide(permission.expect("validated above")))
+    }
+}
+
+enum AcceptorChoice {
+    Existing(Id),
+    New(String, String, Password),
+}
+
+fn canonical_target(target: MembershipTarget) -> String {
+    match target {
+        MembershipTarget::Customer(id) => format!("c={id}"),
+        MembershipTarget::Account(id) => format!("a={id}"),
+    }
+}

@@ -1,0 +1,569 @@
+//! Members of customers and accounts: adding, changing permissions, moving ownership,
+//! removing, listing, and the reads behind `CheckAccess`.
+//!
+//! Every change locks its target's row first (the customer or the account), so changes
+//! to one target's members run one at a time, also across instances; the schema's
+//! partial unique index keeps a second owner out whatever the code does.
+
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Statement, sea_query::Expr,
+};
+
+use super::{
+    Store, WriteTx, db_error,
+    entities::{account, customer, membership, user},
+    is_unique_violation, now, to_micros,
+};
+use crate::domain::{
+    Error, Result,
+    account::{Account, AccountStatus},
+    customer::{Customer, CustomerStatus},
+    id::Id,
+    membership::{
+        AccessFacts, Grant, Membership, MembershipStatus, MembershipTarget, PERMISSIONS, Standing,
+    },
+    page::{Page, PageRequest},
+    user::{Email, User, UserStatus},
+};
+
+/// How a request names the user to add.
+#[derive(Debug, Clone)]
+pub enum MemberRef {
+    Id(Id),
+    Email(Email),
+}
+
+/// A membership target, locked for the length of a transaction.
+pub(crate) struct LockedTarget {
+    pub target: MembershipTarget,
+    /// The customer itself, or the account's customer.
+    pub customer: Customer,
+    pub account: Option<Account>,
+}
+
+impl LockedTarget {
+    pub fn owner_user_id(&self) -> Id {
+        match &self.account {
+            Some(account) => account.owner_user_id,
+            None => self.customer.owner_user_id,
+        }
+    }
+
+    /// New members and invitations need an ACTIVE target (and an ACTIVE customer).
+    pub fn require_open(&self) -> Result<()> {
+        if self.customer.status != CustomerStatus::Active {
+            return Err(super::accounts::customer_not_active(&self.customer));
+        }
+        if let Some(account) = &self.account
+            && account.status != AccountStatus::Active
+        {
+            return Err(Error::FailedPrecondition {
+                kind: "ACCOUNT_NOT_ACTIVE",
+                subject: format!("accounts/{}", account.id),
+                description: format!(
+                    "the account is {}: nothing new can be created under it",
+                    account.status.as_str().to_uppercase()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The email rule of the customer's `allowed_domains_registration`.
+    pub fn admit(&self, user: &User) -> Result<()> {
+        self.admit_email(&user.email, Some(user.id))
+    }
+
+    pub fn admit_email(&self, email: &Email, user_id: Option<Id>) -> Result<()> {
+        if self.customer.admits_email(email) {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition {
+            kind: "EMAIL_DOMAIN_NOT_ALLOWED",
+            subject: match user_id {
+                Some(id) => format!("users/{id}"),
+                None => format!("emails/{}", email.as_str()),
+            },
+            description: format!(
+                "the email domain {} is not in the customer's allowed_domains_registration",
+                email.domain()
+            ),
+        })
+    }
+}
+
+fn target_filter(target: MembershipTarget) -> sea_orm::Condition {
+    match target {
+        MembershipTarget::Customer(id) => {
+            sea_orm::Condition::all().add(membership::Column::CustomerId.eq(id.uuid()))
+        }
+        MembershipTarget::Account(id) => {
+            sea_orm::Condition::all().add(membership::Column::AccountId.eq(id.uuid()))
+        }
+    }
+}
+
+fn membership_not_found() -> Error {
+    Error::NotFound {
+        resource: "membership",
+    }
+}
+
+fn all_permissions() -> Vec<String> {
+    PERMISSIONS.iter().map(|p| p.to_string()).collect()
+}
+
+impl Store {
+    /// Locks `target`'s row (and reads its customer) inside `tx`.
+    pub(crate) async fn lock_target(
+        &self,
+        tx: &WriteTx,
+        target: MembershipTarget,
+    ) -> Result<LockedTarget> {
+        match target {
+            MembershipTarget::Customer(id) => Ok(LockedTarget {
+                target,
+                customer: self.locked_customer(tx, id, None).await?,
+                account: None,
+            }),
+            MembershipTarget::Account(id) => {
+                let account = self.locked_account(tx, id, None).await?;
+                let customer = self.customer_in(tx, account.customer_id).await?;
+                Ok(LockedTarget {
+                    target,
+                    customer,
+                    account: Some(account),
+                })
+            }
+        }
+    }
+
+    async fn member_row(
+        &self,
+        tx: &WriteTx,
+        target: MembershipTarget,
+        user_id: Id,
+    ) -> Result<Option<membership::Model>> {
+        membership::Entity::find()
+            .filter(target_filter(target))
+            .filter(membership::Column::UserId.eq(user_id.uuid()))
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)
+    }
+
+    pub(crate) async fn user_by_ref(&self, tx: &WriteTx, member: &MemberRef) -> Result<User> {
+        let query = match member {
+            MemberRef::Id(id) => user::Entity::find_by_id(id.uuid()),
+            MemberRef::Email(email) => {
+                user::Entity::find().filter(user::Column::Email.eq(email.as_str()))
+            }
+        };
+        let row = query
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound { resource: "user" })?;
+        super::users::user_from_row(&row)
+    }
+
+    /// Inserts a new active membership of `user` in a locked, open target; a second
+    /// membership of the same user is `ALREADY_EXISTS`.
+    pub(crate) async fn insert_member(
+        &self,
+        tx: &WriteTx,
+        locked: &LockedTarget,
+        user: &User,
+        permissions: Vec<String>,
+    ) -> Result<(membership::Model, Membership)> {
+        if self.member_row(tx, locked.target, user.id).await?.is_some() {
+            return Err(member_exists());
+        }
+        let now = now();
+        let membership = Membership {
+            user_id: user.id,
+            target: locked.target,
+            owner: false,
+            permissions,
+            status: MembershipStatus::Active,
+            create_time: now,
+            revision: 1,
+        };
+        self.insert_membership(tx, &membership)
+            .await
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    member_exists()
+                } else {
+                    db_error(err)
+                }
+            })?;
+        let row = self
+            .member_row(tx, locked.target, user.id)
+            .await?
+            .ok_or_else(|| Error::internal("membership missing after insert"))?;
+        Ok((row, membership))
+    }
+
+    /// Makes `user_id` a member of `target` (ACTIVE target and customer, allowed email
+    /// domain); with `owner`, ownership moves to them in the same transaction.
+    pub async fn add_member(
+        &self,
+        target: MembershipTarget,
+        member: &MemberRef,
+        permissions: Vec<String>,
+        owner: bool,
+    ) -> Result<Membership> {
+        let mut tx = self.begin().await?;
+        let mut locked = self.lock_target(&tx, target).await?;
+        locked.require_open()?;
+        let user = self.user_by_ref(&tx, member).await?;
+        locked.admit(&user)?;
+        let (row, membership) = self.insert_member(&tx, &locked, &user, permissions).await?;
+        self.membership_event(&mut tx, "membership.created", &membership, locked.customer.id)
+            .await?;
+        let result = if owner {
+            self.transfer_ownership(&mut tx, &mut locked, row).await?
+        } else {
+            membership
+        };
+        self.commit(tx).await?;
+        Ok(result)
+    }
+
+    /// Moves the ownership of a locked target to the member of `row`: the old owner
+    /// keeps every permission as a plain member; the target's `owner_user_id` follows.
+    /// Writes the events of every change.
+    async fn transfer_ownership(
+        &self,
+        tx: &mut WriteTx,
+        locked: &mut LockedTarget,
+        row: membership::Model,
+    ) -> Result<Membership> {
+        let customer_id = locked.customer.id;
+        if row.owner {
+            return super::users::membership_from_row(row);
+        }
+        let time = now();
+        let micros = to_micros(time);
+        let old = membership::Entity::find()
+            .filter(target_filter(locked.target))
+            .filter(membership::Column::Owner.eq(true))
+            .one(&tx.txn)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("a target without an owner"))?;
+        // The old owner first: the partial unique index allows one owner at a time.
+        membership::Entity::update_many()
+            .col_expr(membership::Column::Owner, Expr::value(false))
+            .col_expr(
+                membership::Column::Permissions,
+                Expr::value(serde_json::to_string(&all_permissions()).map_err(Error::internal)?),
+            )
+            .col_expr(membership::Column::UpdateTime, Expr::value(micros))
+            .col_expr(membership::Column::Revision, Expr::value(old.revision + 1))
+            .filter(membership::Column::Id.eq(old.id))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        membership::Entity::update_many()
+            .col_expr(membership::Column::Owner, Expr::value(true))
+            .col_expr(membership::Column::UpdateTime, Expr::value(micros))
+            .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
+            .filter(membership::Column::Id.eq(row.id))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        let mut previous = super::users::membership_from_row(old)?;
+        previous.owner = false;
+        previous.permissions = all_permissions();
+        previous.revision += 1;
+        let mut next = super::users::membership_from_row(row)?;
+        next.owner = true;
+        next.revision += 1;
+
+        let new_owner = next.user_id;
+        match &mut locked.account {
+            Some(account) => {
+                account.owner_user_id = new_owner;
+                account.update_time = time;
+                account.revision += 1;
+                account::Entity::update_many()
+                    .col_expr(account::Column::OwnerUserId, Expr::value(new_owner.uuid()))
+                    .col_expr(account::Column::UpdateTime, Expr::value(micros))
+                    .col_expr(account::Column::Revision, Expr::value(account.revision))
+                    .filter(account::Column::Id.eq(account.id.uuid()))
+                    .exec(&tx.txn)
+                    .await
+                    .map_err(db_error)?;
+            }
+            None => {
+                let customer = &mut locked.customer;
+                customer.owner_user_id = new_owner;
+                customer.update_time = time;
+                customer.revision += 1;
+                customer::Entity::update_many()
+                    .col_expr(customer::Column::OwnerUserId, Expr::value(new_owner.uuid()))
+                    .col_expr(customer::Column::UpdateTime, Expr::value(micros))
+                    .col_expr(customer::Column::Revision, Expr::value(customer.revision))
+                    .filter(customer::Column::Id.eq(customer.id.uuid()))
+                    .exec(&tx.txn)
+                    .await
+                    .map_err(db_error)?;
+            }
+        }
+        self.membership_event(tx, "membership.updated", &previous, customer_id)
+            .await?;
+        self.membership_event(tx, "membership.updated", &next, customer_id)
+            .await?;
+        match &locked.account {
+            Some(account) => {
+                self.account_event(tx, "account.updated", account).await?;
+            }
+            None => {
+                let customer = locked.customer.clone();
+                self.customer_event(tx, "customer.updated", &customer).await?;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Replaces a member's permissions and, with `make_owner`, moves ownership to them.
+    pub async fn update_member(
+        &self,
+        target: MembershipTarget,
+        user_id: Id,
+        permissions: Vec<String>,
+        make_owner: bool,
+        expected_revision: Option<i64>,
+    ) -> Result<Membership> {
+        let mut tx = self.begin().await?;
+        let mut locked = self.lock_target(&tx, target).await?;
+        let row = self
+            .member_row(&tx, target, user_id)
+            .await?
+            .ok_or_else(membership_not_found)?;
+        if expected_revision.is_some_and(|expected| expected != row.revision) {
+            return Err(Error::Aborted {
+                resource: "membership",
+            });
+        }
+        let customer_id = locked.customer.id;
+        let permissions_json = serde_json::to_string(&permissions).map_err(Error::internal)?;
+        let mut membership = super::users::membership_from_row(row.clone())?;
+        if membership.permissions != permissions {
+            membership::Entity::update_many()
+                .col_expr(membership::Column::Permissions, Expr::value(permissions_json))
+                .col_expr(membership::Column::UpdateTime, Expr::value(to_micros(now())))
+                .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
+                .filter(membership::Column::Id.eq(row.id))
+                .exec(&tx.txn)
+                .await
+                .map_err(db_error)?;
+            membership.permissions = permissions;
+            membership.revision += 1;
+            self.membership_event(&mut tx, "membership.updated", &membership, customer_id)
+                .await?;
+        }
+        if make_owner && !membership.owner {
+            if membership.status != MembershipStatus::Active {
+                return Err(Error::FailedPrecondition {
+                    kind: "MEMBERSHIP_INACTIVE",
+                    subject: format!("users/{user_id}"),
+                    description: "an inactive member cannot become the owner".into(),
+                });
+            }
+            let row = self
+                .member_row(&tx, target, user_id)
+                .await?
+                .ok_or_else(membership_not_found)?;
+            membership = self.transfer_ownership(&mut tx, &mut locked, row).await?;
+        }
+        self.commit(tx).await?;
+        Ok(membership)
+    }
+
+    /// Removes a member; the owner cannot be removed.
+    pub async fn remove_member(
+        &self,
+        target: MembershipTarget,
+        user_id: Id,
+        expected_revision: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let locked = self.lock_target(&tx, target).await?;
+        let row = self
+            .member_row(&tx, target, user_id)
+            .await?
+            .ok_or_else(membership_not_found)?;
+        if expected_revision.is_some_and(|expected| expected != row.revision) {
+            return Err(Error::Aborted {
+                resource: "membership",
+            });
+        }
+        if row.owner {
+            return Err(Error::FailedPrecondition {
+                kind: "OWNER_CANNOT_BE_REMOVED",
+                subject: format!("users/{user_id}"),
+                description: "the owner cannot be removed; move the ownership to another member first"
+                    .into(),
+            });
+        }
+        membership::Entity::delete_many()
+            .filter(membership::Column::Id.eq(row.id))
+            .exec(&tx.txn)
+            .await
+            .map_err(db_error)?;
+        let membership = super::users::membership_from_row(row)?;
+        self.membership_event(&mut tx, "membership.deleted", &membership, locked.customer.id)
+            .await?;
+        self.commit(tx).await
+    }
+
+    /// One keyset page of a target's memberships in creation order. NOT_FOUND when the
+    /// target does not exist.
+    pub async fn list_members(
+        &self,
+        target: MembershipTarget,
+        page: PageRequest,
+    ) -> Result<Page<Membership>> {
+        let exists = match target {
+            MembershipTarget::Customer(id) => customer::Entity::find_by_id(id.uuid())
+                .select_only()
+                .column(customer::Column::Id)
+                .into_tuple::<sea_orm::prelude::Uuid>()
+                .one(&self.db)
+                .await
+                .map_err(db_error)?
+                .is_some(),
+            MembershipTarget::Account(id) => account::Entity::find_by_id(id.uuid())
+                .select_only()
+                .column(account::Column::Id)
+                .into_tuple::<sea_orm::prelude::Uuid>()
+                .one(&self.db)
+                .await
+                .map_err(db_error)?
+                .is_some(),
+        };
+        if !exists {
+            return Err(Error::NotFound {
+                resource: match target {
+                    MembershipTarget::Customer(_) => "customer",
+                    MembershipTarget::Account(_) => "account",
+                },
+            });
+        }
+        let mut query = membership::Entity::find()
+            .filter(target_filter(target))
+            .order_by_asc(membership::Column::Id)
+            .limit(page.size + 1);
+        if let Some(after) = page.after {
+            query = query.filter(membership::Column::Id.gt(after.uuid()));
+        }
+        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let more = rows.len() as u64 > page.size;
+        let kept: Vec<_> = rows.into_iter().take(page.size as usize).collect();
+        let next_after = if more {
+            kept.last().map(|row| Id::from_uuid(row.id))
+        } else {
+            None
+        };
+        let items = kept
+            .into_iter()
+            .map(super::users::membership_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_after })
+    }
+
+    /// What `CheckAccess` decides on, in one read: the user, the target and its
+    /// customer, and the user's memberships of both, joined on their indexes.
+    pub async fn access_facts(&self, user_id: Id, target: MembershipTarget) -> Result<AccessFacts> {
+        let backend = self.backend();
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match target {
+            MembershipTarget::Customer(id) => (
+                "SELECT u.status AS user_status, c.status AS customer_status, \
+                        NULL AS account_status, \
+                        m.owner AS m_owner, m.permissions AS m_permissions, m.status AS m_status, \
+                        NULL AS cm_owner, NULL AS cm_status \
+                 FROM customers c \
+                 JOIN users u ON u.id = $1 \
+                 LEFT JOIN memberships m ON m.customer_id = c.id AND m.user_id = u.id \
+                 WHERE c.id = $2",
+                vec![user_id.uuid().into(), id.uuid().into()],
+            ),
+            MembershipTarget::Account(id) => (
+                "SELECT u.status AS user_status, c.status AS customer_status, \
+                        a.status AS account_status, \
+                        m.owner AS m_owner, m.permissions AS m_permissions, m.status AS m_status, \
+                        cm.owner AS cm_owner, cm.status AS cm_status \
+                 FROM accounts a \
+                 JOIN customers c ON c.id = a.customer_id \
+                 JOIN users u ON u.id = $1 \
+                 LEFT JOIN memberships m ON m.account_id = a.id AND m.user_id = u.id \
+                 LEFT JOIN memberships cm ON cm.customer_id = c.id AND cm.user_id = u.id \
+                 WHERE a.id = $2",
+                vec![user_id.uuid().into(), id.uuid().into()],
+            ),
+        };
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            return Err(self.missing_of_access(user_id, target).await);
+        };
+        let text = |column: &str| -> Result<Option<String>> {
+            row.try_get::<Option<String>>("", column).map_err(db_error)
+        };
+        let flag = |column: &str| -> Result<Option<bool>> {
+            row.try_get::<Option<bool>>("", column).map_err(db_error)
+        };
+        let standing = |status: &str| match CustomerStatus::from_db(status) {
+            Some(CustomerStatus::Active) => Standing::Active,
+            Some(CustomerStatus::Suspended) => Standing::Suspended,
+            _ => Standing::Closed,
+        };
+        let grant = |owner: Option<bool>, permissions: Option<String>, status: Option<String>| {
+            let owner = owner?;
+            Some(Grant {
+                active: status.as_deref() == Some(MembershipStatus::Active.as_str()),
+                owner,
+                permissions: permissions
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .unwrap_or_default(),
+            })
+        };
+        let user_status = text("user_status")?.unwrap_or_default();
+        Ok(AccessFacts {
+            user_active: UserStatus::from_db(&user_status) == Some(UserStatus::Active),
+            customer: standing(&text("customer_status")?.unwrap_or_default()),
+            account: text("account_status")?.map(|status| standing(&status)),
+            member: grant(flag("m_owner")?, text("m_permissions")?, text("m_status")?),
+            customer_member: grant(flag("cm_owner")?, None, text("cm_status")?),
+        })
+    }
+
+    /// Which of a `CheckAccess`'s user and target is missing.
+    async fn missing_of_access(&self, user_id: Id, target: MembershipTarget) -> Error {
+        match self.get_user(user_id).await {
+            Err(error) => error,
+            Ok(_) => Error::NotFound {
+                resource: match target {
+                    MembershipTarget::Customer(_) => "customer",
+                    MembershipTarget::Account(_) => "account",
+                },
+            },
+        }
+    }
+}
+
+fn member_exists() -> Error {
+    Error::AlreadyExists {
+        resource: "membership",
+        field: "user_id",
+        reason: "MEMBERSHIP_EXISTS",
+    }
+}
+
