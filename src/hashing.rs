@@ -11,8 +11,8 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-    password_hash::SaltString,
+    Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::{Output, ParamsString, SaltString},
 };
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
@@ -52,7 +52,7 @@ pub struct Verification {
     pub needs_rehash: bool,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut ArgonMemory) + Send>;
 
 /// Holds every hashing worker before its next job while closed. Not a setting: tests
 /// close it to look at what a request did *before* its password was checked (a sign-in
@@ -110,24 +110,88 @@ struct Inner {
     dummy_hash: String,
 }
 
+/// One hashing worker's argon2 memory (`m_cost` KiB), allocated on its first hash and
+/// reused by every later one. Allocating it per hash cost 19 MiB a call that glibc kept
+/// (RSS climbed ~19 MB per `CreateUser` to 354 MB); reused, the pool holds
+/// `workers x m_cost` for good and nothing more.
+#[derive(Default)]
+pub struct ArgonMemory {
+    blocks: Vec<Block>,
+}
+
+impl ArgonMemory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` with at least `params.block_count()` blocks. A stored hash made with
+    /// more memory than configured gets a buffer of its own for that one call, so
+    /// the kept one stays the configured size.
+    fn with_blocks<T>(
+        &mut self,
+        configured: &Params,
+        needed: &Params,
+        f: impl FnOnce(&mut [Block]) -> T,
+    ) -> T {
+        let count = needed.block_count();
+        if count > configured.block_count() {
+            return f(&mut vec![Block::default(); count]);
+        }
+        if self.blocks.len() < configured.block_count() {
+            self.blocks = vec![Block::default(); configured.block_count()];
+        }
+        f(&mut self.blocks[..count])
+    }
+}
+
 fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-fn hash_now(params: &Params, password: &str) -> Result<String> {
+/// A PHC string for `password` with `params`, computed in `memory`.
+pub fn hash_password(memory: &mut ArgonMemory, params: &Params, password: &str) -> Result<String> {
+    let failed =
+        |e: argon2::password_hash::Error| Error::internal(format!("argon2 hashing failed: {e}"));
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    argon2(params)
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| Error::internal(format!("argon2 hashing failed: {e}")))
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_buffer).map_err(failed)?;
+    let hasher = argon2(params);
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = memory
+        .with_blocks(params, params, |blocks| {
+            Output::init_with(output_len, |out| {
+                Ok(hasher.hash_password_into_with_memory(
+                    password.as_bytes(),
+                    salt_bytes,
+                    out,
+                    blocks,
+                )?)
+            })
+        })
+        .map_err(failed)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(failed)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
 }
 
-fn verify_now(params: &Params, password: &str, phc: &str) -> Result<Verification> {
+/// Checks `password` against the PHC string `phc` with the parameters stored in it,
+/// computed in `memory`, and says whether it was made with `params`. The outputs are
+/// compared in constant time (`password_hash::Output`'s `PartialEq`).
+pub fn verify_password(
+    memory: &mut ArgonMemory,
+    params: &Params,
+    password: &str,
+    phc: &str,
+) -> Result<Verification> {
     let parsed = PasswordHash::new(phc)
         .map_err(|e| Error::internal(format!("stored hash is not a PHC string: {e}")))?;
-    let matches = argon2(params)
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let matches = recompute(memory, params, password, &parsed)
+        .is_some_and(|(computed, expected)| computed == expected);
     let current = parsed.algorithm.as_str() == "argon2id"
         && parsed.version == Some(Version::V0x13.into())
         && Params::try_from(&parsed).is_ok_and(|stored| {
@@ -141,16 +205,56 @@ fn verify_now(params: &Params, password: &str, phc: &str) -> Result<Verification
     })
 }
 
-/// Runs this hashing thread at the lowest CPU priority. Hashes saturate every core
-/// under sign-in load; at equal priority the scheduler shares the cores evenly with
-/// the async runtime, and every other RPC waits its turn behind argon2 (GetUser p99
-/// rose ~4x under load; at nice 19 ~2x, with sign-in throughput unchanged).
-fn lower_thread_priority() {
+/// The output `password` gives under the hash's own algorithm, version, parameters
+/// and salt, next to the stored one; `None` when the hash cannot be recomputed (an
+/// unknown algorithm, no salt, bad parameters), which never matches.
+fn recompute(
+    memory: &mut ArgonMemory,
+    configured: &Params,
+    password: &str,
+    parsed: &PasswordHash<'_>,
+) -> Option<(Output, Output)> {
+    let (salt, expected) = (parsed.salt?, parsed.hash?);
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = match parsed.version {
+        Some(version) => Version::try_from(version).ok()?,
+        None => Version::default(),
+    };
+    let stored = Params::try_from(parsed).ok()?;
+    let hasher = Argon2::new(algorithm, version, stored.clone());
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_buffer).ok()?;
+    let computed = memory
+        .with_blocks(configured, &stored, |blocks| {
+            Output::init_with(expected.len(), |out| {
+                Ok(hasher.hash_password_into_with_memory(
+                    password.as_bytes(),
+                    salt_bytes,
+                    out,
+                    blocks,
+                )?)
+            })
+        })
+        .ok()?;
+    Some((computed, expected))
+}
+
+/// The nice value of hashing threads, chosen by measurement (`bench/ratios.sh`, 2 cores,
+/// SQLite, load tools on the same cores). At nice 19 a GetUser flood starved sign-ins
+/// (89/s alone, 10/s flooded: 0.12) while GetUser p99 did not move; at nice 8 sign-ins
+/// kept 0.50 and p99 0.96x; at nice 0, 0.66 with GetUser p99 1.8x its idle value (goal:
+/// >= 0.5 and <= 3x). Equal priority lets the scheduler split the cores between
+/// sign-ins and reads instead of letting either starve the other. A longer EEVDF slice
+/// for these threads (sched_setattr) measured no better, so plain nice it is.
+const HASH_THREAD_NICE: libc::c_int = 0;
+
+/// Puts this hashing thread at `HASH_THREAD_NICE`, whatever the process runs at.
+fn set_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain syscalls on the calling thread; no memory is shared.
     unsafe {
         let thread_id = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread_id, 19);
+        libc::setpriority(libc::PRIO_PROCESS, thread_id, HASH_THREAD_NICE);
     }
 }
 
@@ -175,17 +279,23 @@ impl PasswordHasher {
             thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
-                    lower_thread_priority();
+                    set_thread_priority();
+                    let mut memory = ArgonMemory::new();
                     while let Ok(job) = receiver.recv() {
                         if let Some(gate) = &gate {
                             gate.wait();
                         }
-                        job();
+                        job(&mut memory);
                     }
                 })
                 .map_err(Error::internal)?;
         }
-        let dummy_hash = hash_now(&params, "dummy password for unknown emails")?;
+        // Its memory is freed at once; the allocator policy (main.rs) returns it.
+        let dummy_hash = hash_password(
+            &mut ArgonMemory::new(),
+            &params,
+            "dummy password for unknown emails",
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 params,
@@ -198,19 +308,19 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Params) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&mut ArgonMemory, &Params) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
         let params = self.inner.params.clone();
         let skipped = self.inner.skipped.clone();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |memory| {
             // The RPC that asked was dropped while this job queued: argon2's cost would
             // buy nothing, and under a flood of abandoned sign-ins starve live ones.
             if reply.is_closed() {
                 skipped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let _ = reply.send(work(&params));
+            let _ = reply.send(work(memory, &params));
         });
         match self.inner.jobs.try_send(job) {
             Ok(()) => {}
@@ -236,7 +346,8 @@ impl PasswordHasher {
     /// A PHC string for `password` with the configured parameters.
     pub async fn hash(&self, password: &Password) -> Result<String> {
         let password = password.expose().to_string();
-        self.run(move |params| hash_now(params, &password)).await
+        self.run(move |memory, params| hash_password(memory, params, &password))
+            .await
     }
 
     /// Checks `password` against `phc`; with no stored hash, checks against a dummy
@@ -248,7 +359,7 @@ impl PasswordHasher {
             None => (self.inner.dummy_hash.clone(), false),
         };
         let verification = self
-            .run(move |params| verify_now(params, &password, &phc))
+            .run(move |memory, params| verify_password(memory, params, &password, &phc))
             .await?;
         Ok(if real {
             verification
@@ -363,5 +474,95 @@ mod tests {
                 .any(|r| matches!(r, Err(Error::ResourceExhausted(_))))
         );
         assert!(results.iter().any(|r| r.is_ok()));
+    }
+
+    #[test]
+    fn hashes_stay_standard_phc_strings_both_ways() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let params = cheap().params().unwrap();
+        let password = "a long enough secret";
+        // Stored before workers reused memory: made by the crate's own API.
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let old = argon2(&params)
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        let mut memory = ArgonMemory::new();
+        let checked = verify_password(&mut memory, &params, password, &old).unwrap();
+        assert!(checked.matches && !checked.needs_rehash);
+        assert!(
+            !verify_password(&mut memory, &params, "another secret!", &old)
+                .unwrap()
+                .matches
+        );
+        // Made here: the crate's verifier accepts it, and only with the right password.
+        let new = hash_password(&mut memory, &params, password).unwrap();
+        let parsed = PasswordHash::new(&new).unwrap();
+        assert!(
+            argon2(&params)
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        );
+        assert!(
+            argon2(&params)
+                .verify_password(b"another secret!", &parsed)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_worker_keeps_one_buffer_of_the_configured_size() {
+        let params = cheap().params().unwrap();
+        let mut memory = ArgonMemory::new();
+        let first = hash_password(&mut memory, &params, "a long enough secret").unwrap();
+        let buffer = memory.blocks.as_ptr();
+        assert_eq!(memory.blocks.len(), params.block_count());
+        for _ in 0..3 {
+            let hash = hash_password(&mut memory, &params, "a long enough secret").unwrap();
+            verify_password(&mut memory, &params, "a long enough secret", &hash).unwrap();
+        }
+        assert_eq!(memory.blocks.as_ptr(), buffer, "the buffer was reallocated");
+        // A hash stored with more memory than configured verifies (and asks for a
+        // re-hash) without growing the kept buffer.
+        let bigger = Argon2Settings {
+            memory_kib: 256,
+            ..cheap()
+        }
+        .params()
+        .unwrap();
+        let stored =
+            hash_password(&mut ArgonMemory::new(), &bigger, "a long enough secret").unwrap();
+        let checked =
+            verify_password(&mut memory, &params, "a long enough secret", &stored).unwrap();
+        assert_eq!(
+            checked,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        assert_eq!(memory.blocks.len(), params.block_count());
+        assert!(
+            verify_password(&mut memory, &params, "a long enough secret", &first)
+                .unwrap()
+                .matches
+        );
+    }
+
+    #[test]
+    fn hashes_that_cannot_be_recomputed_never_match() {
+        let params = cheap().params().unwrap();
+        let mut memory = ArgonMemory::new();
+        let hash = hash_password(&mut memory, &params, "a long enough secret").unwrap();
+        let unknown_algorithm = hash.replacen("argon2id", "scrypt", 1);
+        let no_output = hash
+            .rsplit_once('$')
+            .map(|(head, _)| head.to_string())
+            .unwrap();
+        for phc in [unknown_algorithm, no_output] {
+            let checked = verify_password(&mut memory, &params, "a long enough secret", &phc);
+            assert!(checked.is_ok_and(|v| !v.matches), "{phc}");
+        }
+        assert!(verify_password(&mut memory, &params, "x", "not a phc string").is_err());
     }
 }
