@@ -5,16 +5,17 @@
 use std::{
     sync::{
         Arc, Condvar, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     thread,
+    time::Duration,
 };
 
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, Version,
     password_hash::{Output, ParamsString, SaltString},
 };
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
 use crate::domain::{Error, Result, password::Password};
@@ -106,22 +107,45 @@ struct Inner {
     jobs: Sender<Job>,
     /// Jobs dropped unrun because their caller had gone (cancelled, deadline passed).
     skipped: Arc<AtomicU64>,
+    /// Bytes of argon2 memory the workers hold now.
+    held: Arc<AtomicUsize>,
     /// Verified against when the email is unknown, so that costs what a real check does.
     dummy_hash: String,
 }
 
 /// One hashing worker's argon2 memory (`m_cost` KiB), allocated on its first hash and
-/// reused by every later one. Allocating it per hash cost 19 MiB a call that glibc kept
-/// (RSS climbed ~19 MB per `CreateUser` to 354 MB); reused, the pool holds
-/// `workers x m_cost` for good and nothing more.
+/// reused by every later one until the worker idles for `IDLE_RELEASE`. Allocating it
+/// per hash cost 19 MiB a call that glibc kept (RSS climbed ~19 MB per `CreateUser` to
+/// 354 MB); kept for good, every worker held 19 MiB after any burst (RSS 69 MB after
+/// the issue-10 burst, against 20 MB at start). Released when idle, RSS goes back to
+/// near its start, and a burst pays one allocation per worker.
 #[derive(Default)]
 pub struct ArgonMemory {
     blocks: Vec<Block>,
+    /// Bytes the pool's workers hold, shared by them (`PasswordHasher::memory_held`).
+    held: Arc<AtomicUsize>,
 }
+
+/// How long a hashing worker waits for work before it frees its argon2 memory.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 impl ArgonMemory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn counted(held: Arc<AtomicUsize>) -> Self {
+        Self {
+            blocks: Vec::new(),
+            held,
+        }
+    }
+
+    /// Frees the buffer (a later hash allocates it again).
+    pub fn release(&mut self) {
+        let bytes = std::mem::size_of_val(self.blocks.as_slice());
+        self.blocks = Vec::new();
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Runs `f` with at least `params.block_count()` blocks. A stored hash made with
@@ -138,7 +162,12 @@ impl ArgonMemory {
             return f(&mut vec![Block::default(); count]);
         }
         if self.blocks.len() < configured.block_count() {
+            self.release();
             self.blocks = vec![Block::default(); configured.block_count()];
+            self.held.fetch_add(
+                std::mem::size_of_val(self.blocks.as_slice()),
+                Ordering::Relaxed,
+            );
         }
         f(&mut self.blocks[..count])
     }
@@ -273,15 +302,28 @@ impl PasswordHasher {
     ) -> Result<Self> {
         let params = settings.params()?;
         let (jobs, receiver) = bounded::<Job>(queue.max(1));
+        let held = Arc::new(AtomicUsize::new(0));
         for index in 0..workers.max(1) {
             let receiver = receiver.clone();
+            let held = held.clone();
             let gate = gate.clone();
             thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
                     set_thread_priority();
-                    let mut memory = ArgonMemory::new();
-                    while let Ok(job) = receiver.recv() {
+                    let mut memory = ArgonMemory::counted(held);
+                    loop {
+                        let job = match receiver.recv_timeout(IDLE_RELEASE) {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Timeout) => {
+                                memory.release();
+                                match receiver.recv() {
+                                    Ok(job) => job,
+                                    Err(_) => break,
+                                }
+                            }
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
                         if let Some(gate) = &gate {
                             gate.wait();
                         }
@@ -301,6 +343,7 @@ impl PasswordHasher {
                 params,
                 jobs,
                 skipped: Arc::new(AtomicU64::new(0)),
+                held,
                 dummy_hash,
             }),
         })
@@ -336,6 +379,12 @@ impl PasswordHasher {
         answer
             .await
             .map_err(|_| Error::internal("hashing worker dropped the job"))?
+    }
+
+    /// Bytes of argon2 memory the workers hold now: at most `workers x m_cost` during
+    /// work, 0 once they have idled for `IDLE_RELEASE`.
+    pub fn memory_held(&self) -> usize {
+        self.inner.held.load(Ordering::Relaxed)
     }
 
     /// How many jobs were skipped because their caller had gone.
@@ -547,6 +596,22 @@ mod tests {
                 .unwrap()
                 .matches
         );
+    }
+
+    #[tokio::test]
+    async fn idle_workers_free_their_memory() {
+        let hasher = PasswordHasher::start(cheap(), 2, 8).unwrap();
+        let password = Password::new("a long enough secret");
+        assert_eq!(hasher.memory_held(), 0, "nothing is held before work");
+        let hash = hasher.hash(&password).await.unwrap();
+        let one_buffer = 64 * 1024;
+        assert!(hasher.memory_held() >= one_buffer);
+        assert!(hasher.memory_held() <= 2 * one_buffer);
+        assert!(hasher.verify(&password, Some(&hash)).await.unwrap().matches);
+        tokio::time::sleep(IDLE_RELEASE * 2).await;
+        assert_eq!(hasher.memory_held(), 0, "idle workers keep no buffer");
+        assert!(hasher.verify(&password, Some(&hash)).await.unwrap().matches);
+        assert!(hasher.memory_held() >= one_buffer, "work allocates again");
     }
 
     #[test]
