@@ -268,13 +268,14 @@ fn recompute(
     Some((computed, expected))
 }
 
-/// The nice value of hashing threads, chosen by measurement (`bench/ratios.sh`, 2 cores,
-/// SQLite, load tools on the same cores). At nice 19 a GetUser flood starved sign-ins
-/// (89/s alone, 10/s flooded: 0.12) while GetUser p99 did not move; at nice 8 sign-ins
-/// kept 0.50 and p99 0.96x; at nice 0, 0.66 with GetUser p99 1.8x its idle value (goal:
-/// >= 0.5 and <= 3x). Equal priority lets the scheduler split the cores between
-/// sign-ins and reads instead of letting either starve the other. A longer EEVDF slice
-/// for these threads (sched_setattr) measured no better, so plain nice it is.
+/// The nice value of hashing threads, chosen by measurement (2 cores, SQLite, release,
+/// load tools on the same cores; sign-ins at concurrency 8, a GetUser flood at 16). At
+/// nice 19 (before) the flood starved sign-ins, 89/s alone and 10/s flooded (0.12),
+/// while GetUser p99 did not move. At nice 8 sign-ins kept 0.50 of their rate with
+/// GetUser p99 at 0.96x its value alone; at nice 0 they kept 0.66, with p99 at 1.8x
+/// (the goals: at least 0.5, at most 3x). Equal priority lets the scheduler split the
+/// cores between sign-ins and reads instead of letting either starve the other. A
+/// longer EEVDF slice for these threads (sched_setattr) measured no better.
 const HASH_THREAD_NICE: libc::c_int = 0;
 
 /// Puts this hashing thread at `HASH_THREAD_NICE`, whatever the process runs at.
