@@ -273,7 +273,8 @@ fn recompute(
 /// nice 19 (before) the flood starved sign-ins, 89/s alone and 10/s flooded (0.12),
 /// while GetUser p99 did not move. At nice 8 sign-ins kept 0.50 of their rate with
 /// GetUser p99 at 0.96x its value alone; at nice 0 they kept 0.66, with p99 at 1.8x
-/// (the goals: at least 0.5, at most 3x). Equal priority lets the scheduler split the
+/// (the goals: at least 0.5, at most 3x); later runs with other builds loading the
+/// machine gave 0.46-0.47 with p99 1.8-3.1x, so the margin is thin. Equal priority lets the scheduler split the
 /// cores between sign-ins and reads instead of letting either starve the other. A
 /// longer EEVDF slice for these threads (sched_setattr) measured no better.
 const HASH_THREAD_NICE: libc::c_int = 0;
