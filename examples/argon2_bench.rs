@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Default mode: one password is hashed once, then `--threads` OS threads each verify it
-//! in a loop (parsing the PHC string and building the hasher per call, as
-//! `tenancy::hashing` does) for `--duration` seconds after a `--warmup`. `--hash` times
+//! in a loop for `--duration` seconds after a `--warmup`, with the server's own code
+//! (`tenancy::hashing::verify_password`: the PHC string parsed per call, one argon2
+//! memory buffer per thread reused across calls, as each hashing worker does). `--hash` times
 //! hashing (a fresh salt per call) instead. `--pool` goes through the server's own
 //! `tenancy::hashing::PasswordHasher` (`--threads` workers, `--concurrency` verifications
 //! in flight from async tasks), which adds the queue and the wake-ups but no gRPC and no
@@ -21,14 +22,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use argon2::{
-    Algorithm, Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-    password_hash::{SaltString, rand_core::OsRng},
-};
 use clap::Parser;
 use tenancy::{
     domain::password::Password,
-    hashing::{Argon2Settings, PasswordHasher},
+    hashing::{Argon2Settings, ArgonMemory, PasswordHasher, hash_password, verify_password},
 };
 
 const PASSWORD: &str = "correct horse battery staple 42";
@@ -85,25 +82,15 @@ fn settings(args: &Args) -> Argon2Settings {
     }
 }
 
-/// The same construction as `tenancy::hashing`.
-fn hasher(settings: &Argon2Settings) -> Argon2<'static> {
+fn hash_once(settings: &Argon2Settings, memory: &mut ArgonMemory) -> String {
     let params = settings.params().expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    hash_password(memory, &params, PASSWORD).expect("hashing")
 }
 
-fn hash_once(settings: &Argon2Settings) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    hasher(settings)
-        .hash_password(PASSWORD.as_bytes(), &salt)
-        .expect("hashing")
-        .to_string()
-}
-
-fn verify_once(settings: &Argon2Settings, phc: &str) {
-    let parsed = PasswordHash::new(phc).expect("PHC string");
-    hasher(settings)
-        .verify_password(PASSWORD.as_bytes(), &parsed)
-        .expect("the password matches");
+fn verify_once(settings: &Argon2Settings, memory: &mut ArgonMemory, phc: &str) {
+    let params = settings.params().expect("valid argon2 parameters");
+    let verification = verify_password(memory, &params, PASSWORD, phc).expect("PHC string");
+    assert!(verification.matches, "the password matches");
 }
 
 fn bare_threads(args: &Args, threads: usize, phc: &str) -> (Vec<ThreadResult>, Duration) {
@@ -117,11 +104,12 @@ fn bare_threads(args: &Args, threads: usize, phc: &str) -> (Vec<ThreadResult>, D
             let barrier = barrier.clone();
             let phc = phc.to_string();
             thread::spawn(move || {
-                let work = || {
+                let mut memory = ArgonMemory::new();
+                let mut work = || {
                     if hash_mode {
-                        std::hint::black_box(hash_once(&settings));
+                        std::hint::black_box(hash_once(&settings, &mut memory));
                     } else {
-                        verify_once(&settings, &phc);
+                        verify_once(&settings, &mut memory, &phc);
                     }
                 };
                 barrier.wait();
@@ -219,7 +207,7 @@ fn main() {
         .max(1);
     let s = settings(&args);
     let single = Instant::now();
-    let phc = hash_once(&s);
+    let phc = hash_once(&s, &mut ArgonMemory::new());
     let single_hash_ms = single.elapsed().as_secs_f64() * 1000.0;
 
     let (results, wall) = if args.pool {

@@ -18,22 +18,39 @@
 //! With `--rate R` the measured RPC runs open loop instead: R requests per second in
 //! total, each timed from when it was due (so a server that falls behind shows it).
 //!
+//! Setup creates what the RPC reads: users (with a password for AuthenticateUser),
+//! customers with hostnames (GetCustomer), one customer with limits and its accounts
+//! (GetEffectiveLimits), users owning customers (CheckAccess), `--seed-customers`
+//! customers walked to `--page-depth` (ListCustomers). `--emit-body FILE` stops after
+//! setup and writes one request as a gRPC frame for h2load (see `bench/ratios.sh`);
+//! `--requests N` ends the measured RPC after N requests (for memory figures).
+//!
 //! Output is one `key: value` per line (the background workload's keys start with
 //! `bg_`), and with `--json` one more line `json: {...}` holding the same figures.
 
 use std::{
     collections::BTreeMap,
     fmt,
+    path::PathBuf,
     str::FromStr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use clap::Parser;
+use futures::{StreamExt as _, TryStreamExt as _};
 use hdrhistogram::Histogram;
+use prost::Message as _;
+use prost_types::{Struct, Value, value::Kind};
 use tenancy::pb::{
-    AuthenticateUserRequest, CreateUserRequest, GetUserRequest, ListUsersRequest, User,
-    get_user_request::Lookup, user_service_client::UserServiceClient,
+    self, AuthenticateUserRequest, CheckAccessRequest, CreateAccountRequest, CreateCustomerRequest,
+    CreateUserRequest, GetCustomerRequest, GetEffectiveLimitsRequest, GetUserRequest,
+    ListCustomersRequest, ListUsersRequest, User, account_service_client::AccountServiceClient,
+    check_access_request, customer_service_client::CustomerServiceClient, get_customer_request,
+    get_user_request, user_service_client::UserServiceClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -44,6 +61,10 @@ use tonic::{
 
 /// The password every user the load generator creates gets (it passes the policy).
 const PASSWORD: &str = "correct horse battery staple 42";
+
+/// Customers asked for per ListCustomers page while walking to --page-depth (the most
+/// the server returns at once).
+const WALK_PAGE_SIZE: i32 = 1000;
 
 /// Drive a running tenancy server with one RPC (and optionally a second one in the
 /// background) and report throughput and latency.
@@ -59,11 +80,12 @@ struct Args {
     /// Server address (http://, loopback only).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     target: String,
-    /// API key sent as `authorization: Bearer <key>`; needs users.read and users.write
-    /// (an admin key has both).
+    /// API key sent as `authorization: Bearer <key>`; needs the read and write scopes of
+    /// the services driven (an admin key has them all).
     #[arg(long, env = "TENANCY_API_KEY", hide_env_values = true)]
     key: String,
-    /// The RPC to measure: AuthenticateUser, GetUser, CreateUser or ListUsers.
+    /// The RPC to measure: AuthenticateUser, GetUser, CreateUser, ListUsers,
+    /// GetCustomer (by hostname), ListCustomers, GetEffectiveLimits or CheckAccess.
     #[arg(long)]
     rpc: Rpc,
     /// Concurrent workers (requests in flight) of the measured RPC.
@@ -75,10 +97,26 @@ struct Args {
     /// Seconds of load before measuring starts (not counted).
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
-    /// Users created during setup for AuthenticateUser and GetUser (per workload);
-    /// workers cycle through them.
+    /// Users (GetUser, AuthenticateUser, CheckAccess), customers (GetCustomer) or
+    /// accounts (GetEffectiveLimits) created during setup (per workload); workers
+    /// cycle through them.
     #[arg(long, default_value_t = 64)]
     users: usize,
+    /// GetUser: look users up by email instead of by id.
+    #[arg(long)]
+    by_email: bool,
+    /// ListCustomers: customers to create during setup (64 creates in flight, each
+    /// owned by one user without a password, so no hashing), e.g. 100100 to measure a
+    /// page at depth 100,000.
+    #[arg(long, default_value_t = 0)]
+    seed_customers: usize,
+    /// ListCustomers: walk this many customers into the list (pages of 1000) during
+    /// setup and measure the page that starts there; 0 measures the first page.
+    #[arg(long, default_value_t = 0)]
+    page_depth: usize,
+    /// ListCustomers and ListUsers: the page size of the measured requests.
+    #[arg(long, default_value_t = 50)]
+    page_size: i32,
     /// HTTP/2 connections the workers share (round robin).
     #[arg(long, default_value_t = 4)]
     channels: usize,
@@ -95,9 +133,18 @@ struct Args {
     /// Concurrent workers of the background RPC (always closed loop).
     #[arg(long, default_value_t = 8)]
     background_concurrency: usize,
+    /// Stop the measured RPC after this many requests in total (warmup included),
+    /// e.g. for "RSS after 1,000 sign-ins"; --duration still bounds the run.
+    #[arg(long)]
+    requests: Option<u64>,
     /// CreateUser: also send a password (so each create hashes one).
     #[arg(long)]
     with_password: bool,
+    /// Run the setup, write the first request of the measured RPC to this file as a
+    /// length-prefixed gRPC message (the body h2load sends with -d), print its
+    /// `grpc_path`, and exit without load.
+    #[arg(long)]
+    emit_body: Option<PathBuf>,
     /// Seconds one request may take before it counts as DEADLINE_EXCEEDED.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
@@ -116,21 +163,34 @@ enum Rpc {
     GetUser,
     CreateUser,
     ListUsers,
+    GetCustomer,
+    ListCustomers,
+    GetEffectiveLimits,
+    CheckAccess,
 }
+
+const RPCS: [Rpc; 8] = [
+    Rpc::AuthenticateUser,
+    Rpc::GetUser,
+    Rpc::CreateUser,
+    Rpc::ListUsers,
+    Rpc::GetCustomer,
+    Rpc::ListCustomers,
+    Rpc::GetEffectiveLimits,
+    Rpc::CheckAccess,
+];
 
 impl FromStr for Rpc {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
-            "authenticateuser" => Ok(Rpc::AuthenticateUser),
-            "getuser" => Ok(Rpc::GetUser),
-            "createuser" => Ok(Rpc::CreateUser),
-            "listusers" => Ok(Rpc::ListUsers),
-            _ => Err(format!(
-                "unknown RPC {s:?}: use AuthenticateUser, GetUser, CreateUser or ListUsers"
-            )),
-        }
+        let wanted = s.to_ascii_lowercase().replace(['_', '-'], "");
+        RPCS.into_iter()
+            .find(|rpc| rpc.to_string().to_ascii_lowercase() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<String> = RPCS.iter().map(ToString::to_string).collect();
+                format!("unknown RPC {s:?}: use one of {}", names.join(", "))
+            })
     }
 }
 
@@ -141,7 +201,23 @@ impl fmt::Display for Rpc {
             Rpc::GetUser => "GetUser",
             Rpc::CreateUser => "CreateUser",
             Rpc::ListUsers => "ListUsers",
+            Rpc::GetCustomer => "GetCustomer",
+            Rpc::ListCustomers => "ListCustomers",
+            Rpc::GetEffectiveLimits => "GetEffectiveLimits",
+            Rpc::CheckAccess => "CheckAccess",
         })
+    }
+}
+
+impl Rpc {
+    /// The HTTP/2 path of the RPC, for h2load.
+    fn path(self) -> String {
+        let service = match self {
+            Rpc::GetCustomer | Rpc::ListCustomers => "CustomerService",
+            Rpc::GetEffectiveLimits => "AccountService",
+            _ => "UserService",
+        };
+        format!("/tenancy.v1.{service}/{self}")
     }
 }
 
@@ -158,16 +234,149 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = UserServiceClient<InterceptedService<Channel, Bearer>>;
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// One HTTP/2 connection, with a client of each service on it.
+#[derive(Clone)]
+struct Client {
+    users: UserServiceClient<Authed>,
+    customers: CustomerServiceClient<Authed>,
+    accounts: AccountServiceClient<Authed>,
+}
+
+impl Client {
+    fn new(channel: Channel, bearer: Bearer) -> Self {
+        Self {
+            users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            customers: CustomerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            accounts: AccountServiceClient::with_interceptor(channel, bearer),
+        }
+    }
+}
 
 /// What one workload needs that setup prepared.
 struct Fixture {
     rpc: Rpc,
-    /// Emails (AuthenticateUser) or ids (GetUser) to cycle through.
+    /// Emails (AuthenticateUser, GetUser --by-email), user ids (GetUser), hostnames
+    /// (GetCustomer) or account ids (GetEffectiveLimits) to cycle through.
     keys: Vec<String>,
+    /// CheckAccess: (user id, customer id) of a customer's owner.
+    pairs: Vec<(String, String)>,
+    /// ListCustomers: the token of the page at --page-depth ("" = the first page).
+    page_token: String,
+    page_size: i32,
+    by_email: bool,
     /// Unique per run, for CreateUser emails.
     run: String,
     with_password: bool,
+}
+
+/// One request of any measured RPC, built apart from sending it so that `--emit-body`
+/// can write exactly what a worker would send.
+enum Call {
+    AuthenticateUser(AuthenticateUserRequest),
+    GetUser(GetUserRequest),
+    CreateUser(CreateUserRequest),
+    ListUsers(ListUsersRequest),
+    GetCustomer(GetCustomerRequest),
+    ListCustomers(ListCustomersRequest),
+    GetEffectiveLimits(GetEffectiveLimitsRequest),
+    CheckAccess(CheckAccessRequest),
+}
+
+impl Call {
+    fn new(fixture: &Fixture, worker: usize, seq: u64) -> Self {
+        let index = |len: usize| (worker + seq as usize * 7919) % len.max(1);
+        let pick = |keys: &[String]| keys.get(index(keys.len())).cloned().unwrap_or_default();
+        match fixture.rpc {
+            Rpc::AuthenticateUser => Call::AuthenticateUser(AuthenticateUserRequest {
+                email: pick(&fixture.keys),
+                password: PASSWORD.into(),
+            }),
+            Rpc::GetUser => Call::GetUser(GetUserRequest {
+                lookup: Some(if fixture.by_email {
+                    get_user_request::Lookup::Email(pick(&fixture.keys))
+                } else {
+                    get_user_request::Lookup::UserId(pick(&fixture.keys))
+                }),
+            }),
+            Rpc::CreateUser => Call::CreateUser(CreateUserRequest {
+                user: Some(new_user(format!(
+                    "lg-{}-{worker}-{seq}@example.com",
+                    fixture.run
+                ))),
+                password: if fixture.with_password {
+                    PASSWORD.into()
+                } else {
+                    String::new()
+                },
+                request_id: String::new(),
+            }),
+            Rpc::ListUsers => Call::ListUsers(ListUsersRequest {
+                page_size: fixture.page_size,
+                ..Default::default()
+            }),
+            Rpc::GetCustomer => Call::GetCustomer(GetCustomerRequest {
+                lookup: Some(get_customer_request::Lookup::Hostname(pick(&fixture.keys))),
+            }),
+            Rpc::ListCustomers => Call::ListCustomers(ListCustomersRequest {
+                page_size: fixture.page_size,
+                page_token: fixture.page_token.clone(),
+                ..Default::default()
+            }),
+            Rpc::GetEffectiveLimits => Call::GetEffectiveLimits(GetEffectiveLimitsRequest {
+                account_id: pick(&fixture.keys),
+            }),
+            Rpc::CheckAccess => {
+                let (user_id, customer_id) = fixture
+                    .pairs
+                    .get(index(fixture.pairs.len()))
+                    .cloned()
+                    .unwrap_or_default();
+                Call::CheckAccess(CheckAccessRequest {
+                    user_id,
+                    target: Some(check_access_request::Target::CustomerId(customer_id)),
+                    permission: "customer.read".into(),
+                })
+            }
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Call::AuthenticateUser(m) => m.encode_to_vec(),
+            Call::GetUser(m) => m.encode_to_vec(),
+            Call::CreateUser(m) => m.encode_to_vec(),
+            Call::ListUsers(m) => m.encode_to_vec(),
+            Call::GetCustomer(m) => m.encode_to_vec(),
+            Call::ListCustomers(m) => m.encode_to_vec(),
+            Call::GetEffectiveLimits(m) => m.encode_to_vec(),
+            Call::CheckAccess(m) => m.encode_to_vec(),
+        }
+    }
+
+    async fn send(self, client: &mut Client) -> Result<(), Status> {
+        match self {
+            Call::AuthenticateUser(m) => client.users.authenticate_user(m).await.map(drop),
+            Call::GetUser(m) => client.users.get_user(m).await.map(drop),
+            Call::CreateUser(m) => client.users.create_user(m).await.map(drop),
+            Call::ListUsers(m) => client.users.list_users(m).await.map(drop),
+            Call::GetCustomer(m) => client.customers.get_customer(m).await.map(drop),
+            Call::ListCustomers(m) => client.customers.list_customers(m).await.map(drop),
+            Call::GetEffectiveLimits(m) => client.accounts.get_effective_limits(m).await.map(drop),
+            Call::CheckAccess(m) => client.users.check_access(m).await.map(drop),
+        }
+    }
+}
+
+/// A gRPC message on the wire: uncompressed flag, big-endian length, the bytes.
+fn grpc_frame(message: &[u8]) -> Result<Vec<u8>, String> {
+    let length = u32::try_from(message.len()).map_err(|_| "message too large".to_string())?;
+    let mut frame = Vec::with_capacity(5 + message.len());
+    frame.push(0);
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(message);
+    Ok(frame)
 }
 
 /// What one worker measured.
@@ -223,125 +432,251 @@ fn new_user(email: String) -> User {
     }
 }
 
-async fn call(
-    client: &mut Client,
-    fixture: &Fixture,
-    worker: usize,
-    seq: u64,
-) -> Result<(), Status> {
-    let pick = |keys: &[String]| keys[(worker + seq as usize * 7919) % keys.len()].clone();
-    match fixture.rpc {
-        Rpc::AuthenticateUser => client
-            .authenticate_user(AuthenticateUserRequest {
-                email: pick(&fixture.keys),
-                password: PASSWORD.into(),
-            })
-            .await
-            .map(drop),
-        Rpc::GetUser => client
-            .get_user(GetUserRequest {
-                lookup: Some(Lookup::UserId(pick(&fixture.keys))),
-            })
-            .await
-            .map(drop),
-        Rpc::CreateUser => client
-            .create_user(CreateUserRequest {
-                user: Some(new_user(format!(
-                    "lg-{}-{worker}-{seq}@example.com",
-                    fixture.run
-                ))),
-                password: if fixture.with_password {
-                    PASSWORD.into()
-                } else {
-                    String::new()
-                },
-                request_id: String::new(),
-            })
-            .await
-            .map(drop),
-        Rpc::ListUsers => client
-            .list_users(ListUsersRequest {
-                page_size: 50,
-                ..Default::default()
-            })
-            .await
-            .map(drop),
+fn number(n: f64) -> Value {
+    Value {
+        kind: Some(Kind::NumberValue(n)),
     }
 }
 
-/// Creates the users a workload reads or signs in as.
-async fn setup(
-    clients: &[Client],
-    rpc: Rpc,
-    users: usize,
-    run: &str,
-    with_password: bool,
-) -> Result<Fixture, String> {
-    let tag = format!("{run}-{}", rpc.to_string().to_lowercase());
-    let keys = match rpc {
-        Rpc::AuthenticateUser | Rpc::GetUser | Rpc::ListUsers => {
-            let password = rpc == Rpc::AuthenticateUser;
-            let count = users.max(1);
-            // A few at a time: with a password each create costs one argon2 hash.
-            let mut created = Vec::with_capacity(count);
-            for chunk in (0..count).collect::<Vec<_>>().chunks(8) {
-                let batch = chunk.iter().map(|&i| {
-                    let mut client = clients[i % clients.len()].clone();
-                    let email = format!("lg-{tag}-{i}@example.com");
-                    async move {
-                        let mut attempt = 0;
-                        loop {
-                            let result = client
-                                .create_user(CreateUserRequest {
-                                    user: Some(new_user(email.clone())),
-                                    password: if password {
-                                        PASSWORD.into()
-                                    } else {
-                                        String::new()
-                                    },
-                                    request_id: String::new(),
-                                })
-                                .await;
-                            match result {
-                                Ok(response) => {
-                                    let user = response.into_inner().user.unwrap_or_default();
-                                    return Ok((email, user.uuid));
-                                }
-                                Err(status)
-                                    if status.code() == Code::ResourceExhausted && attempt < 20 =>
-                                {
-                                    attempt += 1;
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                                Err(status) => {
-                                    return Err(format!(
-                                        "setup CreateUser failed: {:?} {}",
-                                        status.code(),
-                                        status.message()
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                });
-                for result in futures::future::join_all(batch).await {
-                    created.push(result?);
-                }
+fn object(fields: &[(&str, f64)]) -> Struct {
+    Struct {
+        fields: fields
+            .iter()
+            .map(|(key, value)| (key.to_string(), number(*value)))
+            .collect(),
+    }
+}
+
+/// Setup calls retry RESOURCE_EXHAUSTED (a full hashing queue) for a while.
+async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(status) if status.code() == Code::ResourceExhausted && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            match rpc {
-                Rpc::AuthenticateUser => created.into_iter().map(|(email, _)| email).collect(),
-                Rpc::GetUser => created.into_iter().map(|(_, id)| id).collect(),
-                _ => Vec::new(),
+            Err(status) => {
+                return Err(format!(
+                    "setup {what} failed: {} {}",
+                    code_name(status.code()),
+                    status.message()
+                ));
             }
         }
-        Rpc::CreateUser => Vec::new(),
-    };
-    Ok(Fixture {
-        rpc,
-        keys,
-        run: tag,
-        with_password,
+    }
+}
+
+/// Creates a user; with `password`, one the policy accepts (costs one hash).
+async fn create_user(client: &Client, email: String, password: bool) -> Result<String, String> {
+    retrying("CreateUser", || {
+        let mut users = client.users.clone();
+        let request = CreateUserRequest {
+            user: Some(new_user(email.clone())),
+            password: if password {
+                PASSWORD.into()
+            } else {
+                String::new()
+            },
+            request_id: String::new(),
+        };
+        async move { users.create_user(request).await }
     })
+    .await
+    .map(|response| response.into_inner().user.unwrap_or_default().uuid)
+}
+
+/// Creates a PERSONAL customer owned by `owner` (an existing user: no password, no
+/// hash), with `hostname` when given and `limits` as its `customer_limits`.
+async fn create_customer(
+    client: &Client,
+    email: String,
+    owner: &str,
+    hostname: Option<String>,
+    limits: Option<Struct>,
+) -> Result<String, String> {
+    retrying("CreateCustomer", || {
+        let mut customers = client.customers.clone();
+        let request = CreateCustomerRequest {
+            customer: Some(pb::Customer {
+                email: email.clone(),
+                first_name: "Load".into(),
+                last_name: "Generator".into(),
+                customer_type: pb::CustomerType::Personal as i32,
+                hostname: hostname.clone().unwrap_or_default(),
+                customer_limits: limits.clone(),
+                ..Default::default()
+            }),
+            owner_user_id: owner.to_string(),
+            ..Default::default()
+        };
+        async move { customers.create_customer(request).await }
+    })
+    .await
+    .map(|response| response.into_inner().customer.unwrap_or_default().uuid)
+}
+
+/// Runs `make(i)` for `0..count`, `in_flight` at a time, keeping the order.
+async fn concurrently<T, F, Fut>(count: usize, in_flight: usize, make: F) -> Result<Vec<T>, String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    futures::stream::iter((0..count).map(make))
+        .buffered(in_flight.max(1))
+        .try_collect()
+        .await
+}
+
+/// Pages through ListCustomers from the start until `depth` customers are behind, and
+/// returns the token of the page that starts there.
+async fn walk_customers(client: &Client, depth: usize) -> Result<String, String> {
+    let mut customers = client.customers.clone();
+    let mut token = String::new();
+    let mut behind = 0;
+    while behind < depth {
+        let page_size = WALK_PAGE_SIZE.min(i32::try_from(depth - behind).unwrap_or(i32::MAX));
+        let page = customers
+            .list_customers(ListCustomersRequest {
+                page_size,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| format!("setup ListCustomers failed: {s:?}"))?
+            .into_inner();
+        behind += page.customers.len();
+        if page.next_page_token.is_empty() {
+            return Err(format!(
+                "only {behind} customers exist, fewer than --page-depth {depth}; seed more with --seed-customers"
+            ));
+        }
+        token = page.next_page_token;
+    }
+    Ok(token)
+}
+
+/// Creates what a workload reads or signs in as.
+async fn setup(clients: &[Client], args: &Args, rpc: Rpc, run: &str) -> Result<Fixture, String> {
+    let tag = format!("{run}-{}", rpc.to_string().to_lowercase());
+    let tag = tag.as_str();
+    let count = args.users.max(1);
+    let client = |i: usize| &clients[i % clients.len()];
+    let mut fixture = Fixture {
+        rpc,
+        keys: Vec::new(),
+        pairs: Vec::new(),
+        page_token: String::new(),
+        page_size: args.page_size,
+        by_email: args.by_email,
+        run: tag.to_string(),
+        with_password: args.with_password,
+    };
+    match rpc {
+        Rpc::AuthenticateUser | Rpc::GetUser | Rpc::ListUsers => {
+            let password = rpc == Rpc::AuthenticateUser;
+            // A few at a time: with a password each create costs one argon2 hash.
+            let created = concurrently(count, 8, |i| {
+                let email = format!("lg-{tag}-{i}@example.com");
+                async move {
+                    let id = create_user(client(i), email.clone(), password).await?;
+                    Ok((email, id))
+                }
+            })
+            .await?;
+            fixture.keys = match rpc {
+                Rpc::AuthenticateUser => created.into_iter().map(|(email, _)| email).collect(),
+                Rpc::GetUser if args.by_email => {
+                    created.into_iter().map(|(email, _)| email).collect()
+                }
+                Rpc::GetUser => created.into_iter().map(|(_, id)| id).collect(),
+                _ => Vec::new(),
+            };
+        }
+        Rpc::CreateUser => {}
+        Rpc::GetCustomer => {
+            let owner =
+                create_user(client(0), format!("lg-{tag}-owner@example.com"), false).await?;
+            let owner = owner.as_str();
+            fixture.keys = concurrently(count, 16, |i| async move {
+                let hostname = format!("c{i}.{tag}.example.com");
+                let email = format!("lg-{tag}-c{i}@example.com");
+                create_customer(client(i), email, owner, Some(hostname.clone()), None).await?;
+                Ok(hostname)
+            })
+            .await?;
+        }
+        Rpc::ListCustomers => {
+            let owner =
+                create_user(client(0), format!("lg-{tag}-owner@example.com"), false).await?;
+            let owner = owner.as_str();
+            concurrently(args.seed_customers, 64, |i| {
+                let email = format!("lg-{tag}-c{i}@example.com");
+                async move { create_customer(client(i), email, owner, None, None).await }
+            })
+            .await?;
+            fixture.page_token = walk_customers(client(0), args.page_depth).await?;
+        }
+        Rpc::GetEffectiveLimits => {
+            // Both sides set, so every branch of the rule runs: capped, account-only,
+            // customer-only, unlimited.
+            let owner =
+                create_user(client(0), format!("lg-{tag}-owner@example.com"), false).await?;
+            let customer = create_customer(
+                client(0),
+                format!("lg-{tag}-customer@example.com"),
+                &owner,
+                None,
+                Some(object(&[("max_rooms", 10.0), ("max_participants", 100.0)])),
+            )
+            .await?;
+            let customer = customer.as_str();
+            fixture.keys = concurrently(count, 16, |i| async move {
+                retrying("CreateAccount", || {
+                    let mut accounts = client(i).accounts.clone();
+                    let request = CreateAccountRequest {
+                        customer_id: customer.to_string(),
+                        account: Some(pb::Account {
+                            name: format!("load {i}"),
+                            service_type: pb::ServiceType::WebMeeting as i32,
+                            account_settings: Some(object(&[
+                                ("max_rooms", 20.0),
+                                ("max_storage", 50.0),
+                            ])),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    async move { accounts.create_account(request).await }
+                })
+                .await
+                .map(|response| response.into_inner().account.unwrap_or_default().uuid)
+            })
+            .await?;
+        }
+        Rpc::CheckAccess => {
+            fixture.pairs = concurrently(count, 16, |i| async move {
+                let user =
+                    create_user(client(i), format!("lg-{tag}-u{i}@example.com"), false).await?;
+                let customer = create_customer(
+                    client(i),
+                    format!("lg-{tag}-c{i}@example.com"),
+                    &user,
+                    None,
+                    None,
+                )
+                .await?;
+                Ok((user, customer))
+            })
+            .await?;
+        }
+    }
+    Ok(fixture)
 }
 
 #[derive(Clone, Copy)]
@@ -366,10 +701,21 @@ async fn worker(
     index: usize,
     window: Window,
     pace: Option<Pace>,
+    budget: Option<Arc<AtomicU64>>,
 ) -> Tally {
     let mut tally = Tally::new();
     let mut seq: u64 = 0;
     loop {
+        // --requests: every worker takes one request from the shared budget.
+        if let Some(budget) = &budget
+            && budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                })
+                .is_err()
+        {
+            break;
+        }
         // Closed loop: the clock starts when the request is sent. Open loop: it starts
         // when the request was due, so time spent behind schedule counts as latency.
         let begun = match pace {
@@ -387,7 +733,7 @@ async fn worker(
             break;
         }
         let outcome = tokio::select! {
-            result = tokio::time::timeout(window.timeout, call(&mut client, &fixture, index, seq)) => {
+            result = tokio::time::timeout(window.timeout, Call::new(&fixture, index, seq).send(&mut client)) => {
                 Some(result.unwrap_or_else(|_| Err(Status::deadline_exceeded("client timeout"))))
             }
             _ = tokio::time::sleep_until(window.end) => None,
@@ -425,7 +771,9 @@ fn spawn_workload(
     concurrency: usize,
     window: Window,
     rate: Option<f64>,
+    requests: Option<u64>,
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
+    let budget = requests.map(|n| Arc::new(AtomicU64::new(n)));
     let workers = concurrency.max(1);
     let now = tokio::time::Instant::now();
     (0..workers)
@@ -439,7 +787,14 @@ fn spawn_workload(
                     interval,
                 }
             });
-            tokio::spawn(worker(client, fixture.clone(), i, window, pace))
+            tokio::spawn(worker(
+                client,
+                fixture.clone(),
+                i,
+                window,
+                pace,
+                budget.clone(),
+            ))
         })
         .collect()
 }
@@ -569,25 +924,24 @@ async fn run(args: Args) -> Result<(), String> {
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", args.target))?;
-        clients.push(UserServiceClient::with_interceptor(
-            channel,
-            Bearer(bearer.clone()),
-        ));
+        clients.push(Client::new(channel, Bearer(bearer.clone())));
     }
 
     let run = ulid::Ulid::new().to_string().to_lowercase();
     let setup_started = Instant::now();
-    let fixture = Arc::new(setup(&clients, args.rpc, args.users, &run, args.with_password).await?);
+    let fixture = Arc::new(setup(&clients, &args, args.rpc, &run).await?);
+    if let Some(path) = &args.emit_body {
+        let frame = grpc_frame(&Call::new(&fixture, 0, 0).encode())?;
+        std::fs::write(path, frame).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("rpc: {}", args.rpc);
+        println!("grpc_path: {}", args.rpc.path());
+        println!("body: {}", path.display());
+        println!("setup_s: {}", round3(setup_started.elapsed().as_secs_f64()));
+        return Ok(());
+    }
     let background = match args.background_rpc {
         Some(rpc) => Some(Arc::new(
-            setup(
-                &clients,
-                rpc,
-                args.users,
-                &format!("{run}bg"),
-                args.with_password,
-            )
-            .await?,
+            setup(&clients, &args, rpc, &format!("{run}bg")).await?,
         )),
         None => None,
     };
@@ -601,10 +955,29 @@ async fn run(args: Args) -> Result<(), String> {
         timeout: Duration::from_secs_f64(args.timeout),
     };
     let background_handles = background.map(|fixture| {
-        spawn_workload(&clients, fixture, args.background_concurrency, window, None)
+        spawn_workload(
+            &clients,
+            fixture,
+            args.background_concurrency,
+            window,
+            None,
+            None,
+        )
     });
-    let handles = spawn_workload(&clients, fixture, args.concurrency, window, args.rate);
+    let handles = spawn_workload(
+        &clients,
+        fixture,
+        args.concurrency,
+        window,
+        args.rate,
+        args.requests,
+    );
     let tally = collect(handles).await;
+    // With --requests the workload may end before the window does.
+    let measured_s = tokio::time::Instant::now()
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .min(args.duration);
     let background_tally = match background_handles {
         Some(handles) => Some(collect(handles).await),
         None => None,
@@ -629,7 +1002,11 @@ async fn run(args: Args) -> Result<(), String> {
         "",
         args.rpc,
         args.concurrency,
-        args.duration,
+        if args.requests.is_some() {
+            measured_s
+        } else {
+            args.duration
+        },
         &tally,
     ));
     if let (Some(rpc), Some(bg)) = (args.background_rpc, &background_tally) {

@@ -166,20 +166,13 @@ impl App {
             query: Some(query.trim().to_lowercase()).filter(|q| !q.is_empty()),
         };
         let canonical = filter.canonical();
-        let page = match self.page_tokens.request(&canonical, page_size, page_token) {
-            Ok(page) => Some(page),
-            Err(error) => {
-                violations.absorb(error)?;
-                None
-            }
-        };
+        let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
         violations.finish()?;
         let page = self
             .store
             .list_customers(&filter, page.expect("validated above"))
             .await?;
-        let next = self.page_tokens.next_token(&canonical, &page);
-        Ok((page.items, next))
+        Ok(self.page_answer(&canonical, page))
     }
 
     /// Applies the fields named by `mask`. Without an etag, a concurrent change between

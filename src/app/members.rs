@@ -187,13 +187,7 @@ impl App {
             "ListMembers|{}",
             target_id.map(canonical_target).unwrap_or_default()
         );
-        let page = match self.page_tokens.request(&canonical, page_size, page_token) {
-            Ok(page) => Some(page),
-            Err(error) => {
-                violations.absorb(error)?;
-                None
-            }
-        };
+        let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
         violations.finish()?;
         let page = self
             .store
@@ -202,8 +196,7 @@ impl App {
                 page.expect("validated above"),
             )
             .await?;
-        let next = self.page_tokens.next_token(&canonical, &page);
-        Ok((page.items, next))
+        Ok(self.page_answer(&canonical, page))
     }
 
     /// Invites `email`; returns the invitation and its token (the only time it is
@@ -284,13 +277,7 @@ impl App {
             target_id.map(canonical_target).unwrap_or_default(),
             status.map(|s| s.as_str()).unwrap_or("")
         );
-        let page = match self.page_tokens.request(&canonical, page_size, page_token) {
-            Ok(page) => Some(page),
-            Err(error) => {
-                violations.absorb(error)?;
-                None
-            }
-        };
+        let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
         violations.finish()?;
         let page = self
             .store
@@ -300,8 +287,7 @@ impl App {
                 page.expect("validated above"),
             )
             .await?;
-        let next = self.page_tokens.next_token(&canonical, &page);
-        Ok((page.items, next))
+        Ok(self.page_answer(&canonical, page))
     }
 
     pub async fn revoke_invitation(

@@ -14,7 +14,11 @@ use tokio::sync::watch;
 
 use crate::{
     cache::{CacheSettings, CacheStats, Caches},
-    domain::{Result, page::PageTokens},
+    domain::{
+        Result,
+        page::{Page, PageRequest, PageTokens},
+        violations::Violations,
+    },
     hashing::PasswordHasher,
     store::{Store, ThrottlePolicy},
 };
@@ -109,6 +113,30 @@ impl App {
     /// The counters of each cache (`customers`, `limits`, `access`, `keys`).
     pub fn cache_stats(&self) -> [(&'static str, CacheStats); 4] {
         self.caches.stats()
+    }
+
+    /// The page a list request asks for, bound to its canonical filter; a bad size or
+    /// token is recorded in `violations` with the request's other faults.
+    fn page_request(
+        &self,
+        violations: &mut Violations,
+        canonical: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Option<PageRequest>> {
+        match self.page_tokens.request(canonical, page_size, page_token) {
+            Ok(page) => Ok(Some(page)),
+            Err(error) => {
+                violations.absorb(error)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A page's items and the token of the next page (empty at the end).
+    fn page_answer<T>(&self, canonical: &str, page: Page<T>) -> (Vec<T>, String) {
+        let next = self.page_tokens.next_token(canonical, &page);
+        (page.items, next)
     }
 
     /// The key that makes request fingerprints unforgeable.

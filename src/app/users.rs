@@ -96,20 +96,13 @@ impl App {
             account_id: optional_id(&mut violations, "account_id", account_id),
         };
         let canonical = filter.canonical();
-        let page = match self.page_tokens.request(&canonical, page_size, page_token) {
-            Ok(page) => Some(page),
-            Err(error) => {
-                violations.absorb(error)?;
-                None
-            }
-        };
+        let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
         violations.finish()?;
         let page = self
             .store
             .list_users(&filter, page.expect("validated above"))
             .await?;
-        let next = self.page_tokens.next_token(&canonical, &page);
-        Ok((page.items, next))
+        Ok(self.page_answer(&canonical, page))
     }
 
     pub async fn update_user(

@@ -130,7 +130,7 @@ impl Store {
         if let Some(max) = customer.limits.get("max_accounts") {
             let count = account::Entity::find()
                 .filter(account::Column::CustomerId.eq(customer_id.uuid()))
-                .count(&tx.txn)
+                .count(tx.txn())
                 .await
                 .map_err(db_error)?;
             if count >= max {
@@ -190,7 +190,7 @@ impl Store {
             revision: 1,
         };
         account::Entity::insert(account_to_row(&account)?)
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(tx.txn())
             .await
             .map_err(db_error)?;
         let membership = Membership {
@@ -235,7 +235,7 @@ impl Store {
 
     async fn user_in(&self, tx: &WriteTx, id: Id) -> Result<User> {
         let row = user::Entity::find_by_id(id.uuid())
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
@@ -316,7 +316,7 @@ impl Store {
             query = query.lock_exclusive();
         }
         let row = query
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or_else(not_found)?;
@@ -358,7 +358,7 @@ impl Store {
             .set(account_to_row(&next)?)
             .filter(account::Column::Id.eq(next.id.uuid()))
             .filter(account::Column::Revision.eq(current.revision))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         if result.rows_affected != 1 {
@@ -370,7 +370,7 @@ impl Store {
             let rows = membership::Entity::find()
                 .filter(membership::Column::AccountId.eq(next.id.uuid()))
                 .order_by_asc(membership::Column::Id)
-                .all(&tx.txn)
+                .all(tx.txn())
                 .await
                 .map_err(db_error)?;
             self.deactivate_memberships(&mut tx, rows, next.customer_id)
@@ -388,7 +388,7 @@ impl Store {
 
     pub(crate) async fn customer_in(&self, tx: &WriteTx, id: Id) -> Result<Customer> {
         let row = customer::Entity::find_by_id(id.uuid())
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound {
@@ -426,17 +426,17 @@ impl Store {
             let memberships = membership::Entity::find()
                 .filter(membership::Column::AccountId.eq(account.id.uuid()))
                 .order_by_asc(membership::Column::Id)
-                .all(&tx.txn)
+                .all(tx.txn())
                 .await
                 .map_err(db_error)?;
             membership::Entity::delete_many()
                 .filter(membership::Column::AccountId.eq(account.id.uuid()))
-                .exec(&tx.txn)
+                .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
             account::Entity::delete_many()
                 .filter(account::Column::Id.eq(account.id.uuid()))
-                .exec(&tx.txn)
+                .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
             for row in memberships {
@@ -458,7 +458,7 @@ impl Store {
         let rows = account::Entity::find()
             .filter(account::Column::CustomerId.eq(customer_id.uuid()))
             .order_by_asc(account::Column::Id)
-            .all(&tx.txn)
+            .all(tx.txn())
             .await
             .map_err(db_error)?;
         rows.iter().map(account_from_row).collect()
@@ -477,7 +477,7 @@ impl Store {
             let memberships = membership::Entity::find()
                 .filter(membership::Column::AccountId.eq(account.id.uuid()))
                 .order_by_asc(membership::Column::Id)
-                .all(&tx.txn)
+                .all(tx.txn())
                 .await
                 .map_err(db_error)?;
             self.deactivate_memberships(tx, memberships, customer_id)
@@ -499,7 +499,7 @@ impl Store {
                 .col_expr(account::Column::UpdateTime, Expr::value(to_micros(time)))
                 .col_expr(account::Column::Revision, Expr::value(account.revision))
                 .filter(account::Column::Id.eq(account.id.uuid()))
-                .exec(&tx.txn)
+                .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
             self.account_event(tx, "account.status_changed", &account)

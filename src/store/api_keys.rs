@@ -40,7 +40,7 @@ impl Store {
         };
         let tx = self.begin().await?;
         let inserted = api_key::Entity::insert(row)
-            .exec_with_returning(&tx.txn)
+            .exec_with_returning(tx.txn())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -71,13 +71,13 @@ impl Store {
         // transaction-scoped advisory lock (the table has no row to lock yet).
         let tx = self.begin().await?;
         if self.backend() == DbBackend::Postgres {
-            tx.txn
+            tx.txn()
                 .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427841)")
                 .await
                 .map_err(db_error)?;
         }
         let existing = api_key::Entity::find()
-            .count(&tx.txn)
+            .count(tx.txn())
             .await
             .map_err(db_error)?;
         if existing > 0 {
@@ -91,7 +91,7 @@ impl Store {
             create_time: Set(to_micros(now())),
             revoke_time: Set(None),
         })
-        .exec_with_returning(&tx.txn)
+        .exec_with_returning(tx.txn())
         .await
         .map_err(db_error)?;
         self.commit(tx).await?;
@@ -122,7 +122,7 @@ impl Store {
     pub async fn revoke_api_key(&self, id: Id) -> Result<ApiKey> {
         let tx = self.begin().await?;
         let row = api_key::Entity::find_by_id(id.uuid())
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound {
@@ -131,7 +131,7 @@ impl Store {
         let mut active: api_key::ActiveModel = row.into();
         active.revoke_time = Set(Some(to_micros(now())));
         let updated = api_key::Entity::update(active)
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         self.commit(tx).await?;

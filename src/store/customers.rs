@@ -154,6 +154,14 @@ impl Store {
             match self.try_create_customer(new, owner, key).await {
                 Ok(Attempt::Done(customer)) => return Ok(customer),
                 Ok(Attempt::LostRace) => continue,
+                // A retry of this very request may have committed since our first look:
+                // its result is the answer, not a conflict with ourselves.
+                Err(error @ Error::AlreadyExists { .. }) if key.is_some() => {
+                    return match self.replay::<Customer>(key.expect("checked")).await? {
+                        Some(first) => Ok(first),
+                        None => Err(error),
+                    };
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -262,7 +270,7 @@ impl Store {
             revision: 1,
         };
         match customer::Entity::insert(customer_to_row(&customer)?)
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(tx.txn())
             .await
         {
             Ok(_) => {}
@@ -322,7 +330,7 @@ impl Store {
         match owner {
             CustomerOwner::User(id) => {
                 let row = user::Entity::find_by_id(id.uuid())
-                    .one(&tx.txn)
+                    .one(tx.txn())
                     .await
                     .map_err(db_error)?
                     .ok_or(Error::NotFound { resource: "user" })?;
@@ -334,7 +342,7 @@ impl Store {
             } => {
                 let existing = user::Entity::find()
                     .filter(user::Column::Email.eq(new.email.as_str()))
-                    .one(&tx.txn)
+                    .one(tx.txn())
                     .await
                     .map_err(db_error)?;
                 if let Some(row) = existing {
@@ -377,7 +385,7 @@ impl Store {
         }
         Ok(query
             .into_tuple::<sea_orm::prelude::Uuid>()
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .is_some())
@@ -403,7 +411,7 @@ impl Store {
         if let Some(except) = except {
             query = query.filter(customer::Column::Id.ne(except.uuid()));
         }
-        let rows = query.all(&tx.txn).await.map_err(db_error)?;
+        let rows = query.all(tx.txn()).await.map_err(db_error)?;
         let taken = |check: &dyn Fn(&customer::Model) -> bool| rows.iter().any(check);
         if taken(&|r| r.email == values.email) {
             return Err(conflict_error("email"));
@@ -443,7 +451,7 @@ impl Store {
             update_time: Set(to_micros(membership.create_time)),
             revision: Set(membership.revision),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.txn())
         .await
         .map(|_| ())
     }
@@ -577,7 +585,7 @@ impl Store {
             query = query.lock_exclusive();
         }
         let row = query
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound {
@@ -632,7 +640,7 @@ impl Store {
             .set(customer_to_row(&next)?)
             .filter(customer::Column::Id.eq(next.id.uuid()))
             .filter(customer::Column::Revision.eq(current.revision))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await;
         match result {
             Ok(result) if result.rows_affected == 1 => {}
@@ -668,7 +676,7 @@ impl Store {
         membership::Entity::find()
             .filter(membership::Column::CustomerId.eq(customer_id.uuid()))
             .order_by_asc(membership::Column::Id)
-            .all(&tx.txn)
+            .all(tx.txn())
             .await
             .map_err(db_error)
     }
@@ -702,7 +710,7 @@ impl Store {
                 .col_expr(membership::Column::UpdateTime, Expr::value(update_time))
                 .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
                 .filter(membership::Column::Id.eq(row.id))
-                .exec(&tx.txn)
+                .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
             let mut membership = super::users::membership_from_row(row)?;
@@ -735,13 +743,13 @@ impl Store {
         let memberships = self.customer_memberships(&tx, id).await?;
         membership::Entity::delete_many()
             .filter(membership::Column::CustomerId.eq(id.uuid()))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         let deleted = customer::Entity::delete_many()
             .filter(customer::Column::Id.eq(id.uuid()))
             .filter(customer::Column::Revision.eq(current.revision))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         if deleted.rows_affected != 1 {

@@ -20,7 +20,7 @@ impl Store {
     /// gap-free and visible in order, at the price of serialising writers meanwhile.
     pub(crate) async fn append_event(&self, tx: &mut WriteTx, event: NewEvent) -> Result<i64> {
         let row = tx
-            .txn
+            .txn()
             .query_one_raw(Statement::from_string(
                 self.backend(),
                 "UPDATE event_log_state SET last_sequence = last_sequence + 1 WHERE id = 1 RETURNING last_sequence",
@@ -39,7 +39,7 @@ impl Store {
             time: Set(to_micros(now())),
             payload: Set(payload),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.txn())
         .await
         .map_err(db_error)?;
         tx.appended_event = Some(sequence);
@@ -78,7 +78,7 @@ impl Store {
         let newest_old = event::Entity::find()
             .filter(event::Column::Time.lt(to_micros(cutoff)))
             .order_by_desc(event::Column::Sequence)
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?;
         let Some(newest_old) = newest_old else {
@@ -86,11 +86,11 @@ impl Store {
         };
         let deleted = event::Entity::delete_many()
             .filter(event::Column::Sequence.lte(newest_old.sequence))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?
             .rows_affected;
-        tx.txn
+        tx.txn()
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "UPDATE event_log_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1",

@@ -132,7 +132,7 @@ impl Store {
             query = query.lock_exclusive();
         }
         query
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or_else(not_found)
@@ -202,7 +202,7 @@ impl Store {
             update_time: Set(to_micros(now)),
             revision: Set(1),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.txn())
         .await
         .map_err(db_error)?;
         self.invitation_event(
@@ -227,7 +227,7 @@ impl Store {
     ) -> Result<()> {
         let existing = user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?;
         if let Some(existing) = existing
@@ -248,7 +248,7 @@ impl Store {
             .filter(invitation::Column::Email.eq(email.as_str()))
             .filter(invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))
             .filter(invitation::Column::ExpireTime.gt(to_micros(now())))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?;
         if pending.is_some() {
@@ -265,7 +265,7 @@ impl Store {
         use super::entities::membership;
         let rows = membership::Entity::find()
             .filter(membership::Column::UserId.eq(user_id.uuid()))
-            .all(&tx.txn)
+            .all(tx.txn())
             .await
             .map_err(db_error)?;
         rows.into_iter()
@@ -438,7 +438,7 @@ impl Store {
         if let Some(digest) = token_digest {
             update = update.col_expr(invitation::Column::TokenDigest, Expr::value(digest));
         }
-        update.exec(&tx.txn).await.map_err(db_error)?;
+        update.exec(tx.txn()).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -468,7 +468,7 @@ impl Store {
         }
         let found = invitation::Entity::find()
             .filter(invitation::Column::TokenDigest.eq(token_digest))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or_else(|| unusable(None))?;

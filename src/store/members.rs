@@ -138,7 +138,7 @@ impl Store {
         membership::Entity::find()
             .filter(target_filter(target))
             .filter(membership::Column::UserId.eq(user_id.uuid()))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)
     }
@@ -151,7 +151,7 @@ impl Store {
             }
         };
         let row = query
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
@@ -245,7 +245,7 @@ impl Store {
         let old = membership::Entity::find()
             .filter(target_filter(locked.target))
             .filter(membership::Column::Owner.eq(true))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or_else(|| Error::internal("a target without an owner"))?;
@@ -259,15 +259,19 @@ impl Store {
             .col_expr(membership::Column::UpdateTime, Expr::value(micros))
             .col_expr(membership::Column::Revision, Expr::value(old.revision + 1))
             .filter(membership::Column::Id.eq(old.id))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         membership::Entity::update_many()
             .col_expr(membership::Column::Owner, Expr::value(true))
+            .col_expr(
+                membership::Column::Permissions,
+                Expr::value(serde_json::to_string(&all_permissions()).map_err(Error::internal)?),
+            )
             .col_expr(membership::Column::UpdateTime, Expr::value(micros))
             .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
             .filter(membership::Column::Id.eq(row.id))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         let mut previous = super::users::membership_from_row(old)?;
@@ -276,6 +280,7 @@ impl Store {
         previous.revision += 1;
         let mut next = super::users::membership_from_row(row)?;
         next.owner = true;
+        next.permissions = all_permissions();
         next.revision += 1;
 
         let new_owner = next.user_id;
@@ -289,7 +294,7 @@ impl Store {
                     .col_expr(account::Column::UpdateTime, Expr::value(micros))
                     .col_expr(account::Column::Revision, Expr::value(account.revision))
                     .filter(account::Column::Id.eq(account.id.uuid()))
-                    .exec(&tx.txn)
+                    .exec(tx.txn())
                     .await
                     .map_err(db_error)?;
             }
@@ -303,7 +308,7 @@ impl Store {
                     .col_expr(customer::Column::UpdateTime, Expr::value(micros))
                     .col_expr(customer::Column::Revision, Expr::value(customer.revision))
                     .filter(customer::Column::Id.eq(customer.id.uuid()))
-                    .exec(&tx.txn)
+                    .exec(tx.txn())
                     .await
                     .map_err(db_error)?;
             }
@@ -346,6 +351,12 @@ impl Store {
             });
         }
         let customer_id = locked.customer.id;
+        // An owner holds, and is shown with, every permission.
+        let permissions = if row.owner || make_owner {
+            all_permissions()
+        } else {
+            permissions
+        };
         let permissions_json = serde_json::to_string(&permissions).map_err(Error::internal)?;
         let mut membership = super::users::membership_from_row(row.clone())?;
         if membership.permissions != permissions {
@@ -360,7 +371,7 @@ impl Store {
                 )
                 .col_expr(membership::Column::Revision, Expr::value(row.revision + 1))
                 .filter(membership::Column::Id.eq(row.id))
-                .exec(&tx.txn)
+                .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
             membership.permissions = permissions;
@@ -414,7 +425,7 @@ impl Store {
         }
         membership::Entity::delete_many()
             .filter(membership::Column::Id.eq(row.id))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         let membership = super::users::membership_from_row(row)?;
@@ -474,18 +485,12 @@ impl Store {
             query = query.filter(membership::Column::Id.gt(after.uuid()));
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        let more = rows.len() as u64 > page.size;
-        let kept: Vec<_> = rows.into_iter().take(page.size as usize).collect();
-        let next_after = if more {
-            kept.last().map(|row| Id::from_uuid(row.id))
-        } else {
-            None
-        };
-        let items = kept
-            .into_iter()
-            .map(super::users::membership_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page { items, next_after })
+        super::keyset_page(
+            rows,
+            page.size,
+            |row| row.id,
+            super::users::membership_from_row,
+        )
     }
 
     /// What `CheckAccess` decides on, in one read: the user, the target and its

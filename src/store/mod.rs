@@ -67,12 +67,43 @@ pub struct Store {
 /// events touched, before the write returns to its caller.
 pub type CommitObserver = Arc<dyn Fn(&[Id]) + Send + Sync>;
 
-/// A write transaction; dropping it without `commit` rolls it back.
+/// A write transaction; dropping it without `commit` rolls it back at once.
 pub(crate) struct WriteTx {
-    txn: DatabaseTransaction,
-    _writer: Option<OwnedMutexGuard<()>>,
+    /// `None` only once committed or handed to the rollback in `drop`.
+    txn: Option<DatabaseTransaction>,
+    writer: Option<OwnedMutexGuard<()>>,
     appended_event: Option<i64>,
     touched: Vec<Id>,
+}
+
+impl WriteTx {
+    pub(crate) fn txn(&self) -> &DatabaseTransaction {
+        self.txn
+            .as_ref()
+            .expect("a WriteTx holds its transaction until commit or drop")
+    }
+}
+
+impl Drop for WriteTx {
+    /// A transaction dropped on an error path would otherwise only queue its ROLLBACK
+    /// until its pooled connection is used again: meanwhile it keeps its row locks (on
+    /// PostgreSQL the next writer of those rows waits; on SQLite the next writer waits
+    /// for the write lock). So the rollback runs now, and the SQLite writer slot is
+    /// released only after it.
+    fn drop(&mut self) {
+        let Some(txn) = self.txn.take() else {
+            return;
+        };
+        let writer = self.writer.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = txn.rollback().await {
+                    tracing::warn!(%error, "rolling back an abandoned transaction failed");
+                }
+                drop(writer);
+            });
+        }
+    }
 }
 
 impl Store {
@@ -132,12 +163,12 @@ impl Store {
         // On SQLite the IMMEDIATE transaction holds the database's write lock.
         let tx = self.begin().await?;
         if self.backend() == DbBackend::Postgres {
-            tx.txn
+            tx.txn()
                 .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427840)")
                 .await
                 .map_err(db_error)?;
         }
-        Migrator::up(&tx.txn, None).await.map_err(db_error)?;
+        Migrator::up(tx.txn(), None).await.map_err(db_error)?;
         self.commit(tx).await
     }
 
@@ -218,16 +249,23 @@ impl Store {
         // connection is retried like a read.
         let txn = self.read(|| self.db.begin_with_options(options)).await?;
         Ok(WriteTx {
-            txn,
-            _writer: writer,
+            txn: Some(txn),
+            writer,
             appended_event: None,
             touched: Vec::new(),
         })
     }
 
-    pub(crate) async fn commit(&self, tx: WriteTx) -> Result<()> {
+    pub(crate) async fn commit(&self, mut tx: WriteTx) -> Result<()> {
         let appended = tx.appended_event;
-        tx.txn.commit().await.map_err(db_error)?;
+        let txn = tx
+            .txn
+            .take()
+            .ok_or_else(|| Error::internal("a transaction committed twice"))?;
+        // The SQLite writer slot is held until the commit has finished.
+        let writer = tx.writer.take();
+        txn.commit().await.map_err(db_error)?;
+        drop(writer);
         if !tx.touched.is_empty() {
             let observer = self
                 .commit_observer
@@ -439,6 +477,27 @@ pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
 /// Now, truncated to microseconds so it round-trips through the database unchanged.
 pub(crate) fn now() -> DateTime<Utc> {
     from_micros(to_micros(Utc::now()))
+}
+
+/// A page from `rows`, which a query fetched in id order with `limit(size + 1)`: the
+/// extra row only tells that there is more, and the next page starts after the last
+/// id kept.
+pub(crate) fn keyset_page<R, T>(
+    rows: Vec<R>,
+    size: u64,
+    id: impl Fn(&R) -> sea_orm::prelude::Uuid,
+    convert: impl Fn(R) -> Result<T>,
+) -> Result<crate::domain::page::Page<T>> {
+    let more = rows.len() as u64 > size;
+    let kept: Vec<R> = rows.into_iter().take(size as usize).collect();
+    let next_after = if more {
+        kept.last()
+            .map(|row| crate::domain::id::Id::from_uuid(id(row)))
+    } else {
+        None
+    };
+    let items = kept.into_iter().map(convert).collect::<Result<Vec<_>>>()?;
+    Ok(crate::domain::page::Page { items, next_after })
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` prefix pattern.

@@ -24,7 +24,7 @@ impl Store {
         key: &RequestKey,
     ) -> Result<Option<T>> {
         let row = request_id::Entity::find_by_id(key.request_id.uuid())
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?;
         decode(row, key)
@@ -43,7 +43,7 @@ impl Store {
             response: Set(serde_json::to_string(response).map_err(Error::internal)?),
             create_time: Set(to_micros(now())),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(tx.txn())
         .await
         .map_err(db_error)?;
         Ok(())
@@ -54,7 +54,7 @@ impl Store {
         let tx = self.begin().await?;
         let deleted = request_id::Entity::delete_many()
             .filter(request_id::Column::CreateTime.lt(to_micros(cutoff)))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?
             .rows_affected;

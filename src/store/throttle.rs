@@ -42,7 +42,7 @@ impl Store {
     /// PostgreSQL locks the row (`FOR UPDATE`); SQLite's IMMEDIATE transaction already
     /// holds the database's write lock.
     async fn lock_throttle_row(&self, tx: &WriteTx, email: &str, now: i64) -> Result<Recent> {
-        tx.txn
+        tx.txn()
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "INSERT INTO login_throttle \
@@ -58,7 +58,7 @@ impl Store {
             ""
         };
         let row = tx
-            .txn
+            .txn()
             .query_one_raw(Statement::from_sql_and_values(
                 self.backend(),
                 format!(
@@ -95,7 +95,7 @@ impl Store {
             .join(" ");
         let oldest = recent.times.iter().min().copied().unwrap_or(now);
         let newest = recent.times.iter().max().copied().unwrap_or(now);
-        tx.txn
+        tx.txn()
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "UPDATE login_throttle SET attempts = $2, window_start = $3, locked_until = $4, \
@@ -172,7 +172,7 @@ impl Store {
 
     /// A successful sign-in or password change clears the count (inside its transaction).
     pub(crate) async fn clear_sign_in_failures(&self, tx: &WriteTx, email: &str) -> Result<()> {
-        tx.txn
+        tx.txn()
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "DELETE FROM login_throttle WHERE email = $1",
@@ -194,7 +194,7 @@ impl Store {
         let cutoff = now.saturating_sub(micros(window));
         let tx = self.begin().await?;
         let deleted = tx
-            .txn
+            .txn()
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "DELETE FROM login_throttle WHERE (locked_until IS NULL OR locked_until <= $1) \

@@ -155,7 +155,7 @@ impl Store {
             revision: Set(1),
         };
         let inserted = user::Entity::insert(row)
-            .exec_with_returning(&tx.txn)
+            .exec_with_returning(tx.txn())
             .await?;
         user_from_row(&inserted).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
     }
@@ -236,18 +236,7 @@ impl Store {
             }
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        let more = rows.len() as u64 > page.size;
-        let items = rows
-            .iter()
-            .take(page.size as usize)
-            .map(user_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_after = if more {
-            items.last().map(|u| u.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        super::keyset_page(rows, page.size, |row| row.id, |row| user_from_row(&row))
     }
 
     /// Applies `changes` if the user is still at `expected_revision` (when given).
@@ -293,7 +282,7 @@ impl Store {
             .col_expr(user::Column::Revision, Expr::value(updated.revision))
             .filter(user::Column::Id.eq(id.uuid()))
             .filter(user::Column::Revision.eq(current.revision))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(email_taken)?;
         if result.rows_affected != 1 {
@@ -318,7 +307,7 @@ impl Store {
             query = query.lock_exclusive();
         }
         let row = query
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
@@ -335,7 +324,7 @@ impl Store {
         let owned = membership::Entity::find()
             .filter(membership::Column::UserId.eq(id.uuid()))
             .filter(membership::Column::Owner.eq(true))
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?;
         if owned.is_some() {
@@ -345,18 +334,18 @@ impl Store {
         let memberships = membership::Entity::find()
             .filter(membership::Column::UserId.eq(id.uuid()))
             .order_by_asc(membership::Column::Id)
-            .all(&tx.txn)
+            .all(tx.txn())
             .await
             .map_err(db_error)?;
         membership::Entity::delete_many()
             .filter(membership::Column::UserId.eq(id.uuid()))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         let deleted = user::Entity::delete_many()
             .filter(user::Column::Id.eq(id.uuid()))
             .filter(user::Column::Revision.eq(current.revision))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             // Ownership can move to this user after the check above; the foreign keys of
             // customers and accounts then refuse the delete.
@@ -372,7 +361,7 @@ impl Store {
                 (Some(customer), _) => Id::from_uuid(customer),
                 (None, Some(account)) => {
                     let account = super::entities::account::Entity::find_by_id(account)
-                        .one(&tx.txn)
+                        .one(tx.txn())
                         .await
                         .map_err(db_error)?
                         .ok_or_else(|| Error::internal("membership of a missing account"))?;
@@ -431,7 +420,7 @@ impl Store {
             )
             .col_expr(user::Column::Revision, Expr::value(updated.revision))
             .filter(user::Column::Id.eq(id.uuid()))
-            .exec(&tx.txn)
+            .exec(tx.txn())
             .await
             .map_err(db_error)?;
         self.user_event(&mut tx, "user.password_changed", &updated)
@@ -464,14 +453,14 @@ impl Store {
         if let Some(hash) = rehashed {
             update = update.col_expr(user::Column::PasswordHash, Expr::value(hash));
         }
-        let applied = update.exec(&tx.txn).await.map_err(db_error)?.rows_affected;
+        let applied = update.exec(tx.txn()).await.map_err(db_error)?.rows_affected;
         if applied == 0 {
             // The password or the status changed while the password was verified.
             return Ok(None);
         }
         self.clear_sign_in_failures(&tx, email).await?;
         let row = user::Entity::find_by_id(id.uuid())
-            .one(&tx.txn)
+            .one(tx.txn())
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;

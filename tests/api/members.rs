@@ -470,7 +470,72 @@ async fn the_schema_itself_refuses_a_second_owner_or_two_targets(backend: Backen
     db.close().await.unwrap();
 }
 
+async fn sign_in_returns_the_active_memberships_and_the_user_lists_all(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customer = customers::create(&app, personal(&unique_email("signin"))).await;
+    let account = crate::accounts::create(&app, &customer.uuid, "Acc").await;
+    let other = customers::create(&app, personal(&unique_email("other"))).await;
+    let email = unique_email("member");
+    let user = crate::users::create(&app, &email, crate::helpers::GOOD_PASSWORD).await;
+    add(
+        &app,
+        &customer.uuid,
+        Member::UserId(user.uuid.clone()),
+        &["rooms.read"],
+    )
+    .await
+    .unwrap();
+    add_account_member(&app, &account.uuid, &user.uuid, &["recordings.read"])
+        .await
+        .unwrap();
+    add(&app, &other.uuid, Member::UserId(user.uuid.clone()), &[])
+        .await
+        .unwrap();
+    set_status(&app, &other.uuid, pb::CustomerStatus::Terminated).await;
+    let signed_in = app
+        .users
+        .clone()
+        .authenticate_user(pb::AuthenticateUserRequest {
+            email,
+            password: crate::helpers::GOOD_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let targets: Vec<_> = signed_in
+        .memberships
+        .iter()
+        .map(|m| m.target.clone())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            Some(pb::membership::Target::CustomerId(customer.uuid.clone())),
+            Some(pb::membership::Target::AccountId(account.uuid.clone())),
+        ],
+        "the terminated customer's membership is inactive and left out"
+    );
+    let all = app
+        .users
+        .clone()
+        .list_user_memberships(pb::ListUserMembershipsRequest {
+            user_id: user.uuid.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all.iter()
+            .filter(|m| m.status == pb::MembershipStatus::Inactive as i32)
+            .count(),
+        1
+    );
+}
+
 crate::on_both_backends!(
+    sign_in_returns_the_active_memberships_and_the_user_lists_all,
     members_are_added_by_id_or_email_with_checked_permissions,
     a_closed_or_suspended_customer_takes_no_new_members,
     the_registration_domains_bind_new_members,

@@ -78,14 +78,17 @@ async fn explain_first_execution(
     // PREPARE and EXPLAIN EXECUTE must share a session: a transaction holds one.
     let tx = db.begin().await.expect("begin");
     let types = vec!["text"; likes].join(", ");
-    tx.execute_unprepared(&format!("PREPARE listing({types}, bigint) AS {sql}"))
+    // PREPARE outlives a rollback (it belongs to the session), so each call names its
+    // own statement and deallocates it.
+    let name = format!("listing_{}", ulid::Ulid::new().to_string().to_lowercase());
+    tx.execute_unprepared(&format!("PREPARE {name}({types}, bigint) AS {sql}"))
         .await
         .expect("prepare");
     let args = vec![format!("'{pattern}'"); likes].join(", ");
     let rows = tx
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            format!("EXPLAIN EXECUTE listing({args}, 51)"),
+            format!("EXPLAIN EXECUTE {name}({args}, 51)"),
         ))
         .await
         .expect("explain");
@@ -94,6 +97,9 @@ async fn explain_first_execution(
         .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
         .collect::<Vec<_>>()
         .join("\n");
+    tx.execute_unprepared(&format!("DEALLOCATE {name}"))
+        .await
+        .expect("deallocate");
     tx.rollback().await.expect("rollback");
     plan
 }

@@ -194,4 +194,40 @@ crate::on_both_backends!(
     deleting_a_customer_that_is_not_terminated_is_a_failed_precondition,
     deleting_a_terminated_customer_removes_what_it_owns_and_keeps_users,
     the_owner_of_a_customer_cannot_be_deleted,
+    a_refused_write_releases_its_row_at_once,
 );
+
+/// A write refused after it locked its row must release the row at once: the next write
+/// of that row (on another pooled connection) must not wait for the refused one's
+/// connection to be reused.
+async fn a_refused_write_releases_its_row_at_once(backend: Backend) {
+    let mut database = backend.fresh_database().await;
+    database.max_connections = 3;
+    let app = crate::helpers::spawn_app_on(database, crate::helpers::test_serve_args()).await;
+    let created = create(&app, personal(&unique_email("locks"))).await;
+    for round in 0..30 {
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            delete(&app, &created.uuid, ""),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the refused delete hung"));
+        assert_eq!(refused.unwrap_err().code(), Code::FailedPrecondition);
+        let renamed = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            update(
+                &app,
+                &created.uuid,
+                pb::Customer {
+                    first_name: format!("Round{round}"),
+                    ..Default::default()
+                },
+                &["first_name"],
+                "",
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the update waited on a refused write's lock"));
+        assert!(renamed.is_ok(), "round {round}: {renamed:?}");
+    }
+}

@@ -122,8 +122,10 @@ async fn five_hundred_open_streams_cost_one_query_per_poll_interval_and_health_s
             Some(&ServingStatus::Serving),
             "{status:?}"
         );
+        // Well under the 3 s pool acquire timeout that a starved pool would hit, with
+        // room for a loaded 2-core machine running the rest of the suite.
         assert!(
-            *latency < Duration::from_secs(1),
+            *latency < Duration::from_millis(2500),
             "a probe took {latency:?}"
         );
     }

@@ -60,6 +60,11 @@ async fn moving_ownership_keeps_the_old_owner_as_a_member_with_every_permission(
         .membership
         .unwrap();
     assert!(moved.owner);
+    assert_eq!(
+        moved.permissions.len(),
+        13,
+        "an owner is shown with every permission"
+    );
     assert_eq!(owners(&app, &customer.uuid).await, [members[0].clone()]);
     let after = get(&app, &customer.uuid).await.unwrap();
     assert_eq!(after.owner_user_id, members[0]);
@@ -78,7 +83,7 @@ async fn moving_ownership_keeps_the_old_owner_as_a_member_with_every_permission(
     assert_eq!(
         kinds(&events(&app).await.split_off(before)),
         [
-            "membership.updated", // its permissions replaced by the request's (none)
+            "membership.updated", // its permissions: an owner holds every one
             "membership.updated", // the old owner: a member with every permission
             "membership.updated", // the new owner
             "customer.updated",   // owner_user_id
