@@ -291,18 +291,7 @@ impl Store {
             query = query.filter(account::Column::ServiceType.eq(service_type.as_str()));
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        let more = rows.len() as u64 > page.size;
-        let items = rows
-            .iter()
-            .take(page.size as usize)
-            .map(account_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_after = if more {
-            items.last().map(|a| a.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        super::keyset_page(rows, page.size, |row| row.id, |row| account_from_row(&row))
     }
 
     pub(crate) async fn locked_account(

@@ -558,18 +558,7 @@ impl Store {
             );
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        let more = rows.len() as u64 > page.size;
-        let items = rows
-            .iter()
-            .take(page.size as usize)
-            .map(customer_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_after = if more {
-            items.last().map(|c| c.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        super::keyset_page(rows, page.size, |row| row.id, |row| customer_from_row(&row))
     }
 
     /// Reads a customer inside `tx`, holding its row on PostgreSQL, and checks that it

@@ -300,18 +300,12 @@ impl Store {
             Some(other) => query.filter(invitation::Column::Status.eq(other.as_str())),
         };
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        let more = rows.len() as u64 > page.size;
-        let items = rows
-            .iter()
-            .take(page.size as usize)
-            .map(invitation_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_after = if more {
-            items.last().map(|i| i.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        super::keyset_page(
+            rows,
+            page.size,
+            |row| row.id,
+            |row| invitation_from_row(&row),
+        )
     }
 
     async fn target_exists(&self, target: MembershipTarget) -> Result<()> {
