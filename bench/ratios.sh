@@ -8,6 +8,7 @@
 #
 # Knobs (environment): RATIOS_DURATION (seconds per measurement, default 10),
 # RATIOS_LIST_DEPTH (ListCustomers depth, default 100000; 0 skips the figure),
+# RATIOS_SIGN_IN_ROUNDS (sign-in rounds between argon2 runs, default 5),
 # RATIOS_PG_URL (server root URL, default postgres://postgres@127.0.0.1:5432),
 # RATIOS_LOADGEN_TIMEOUT (seconds any one loadgen run may take, seeding included; 1800).
 #
@@ -186,19 +187,28 @@ run_backend() { # name database-url
   fi
 
   if [ "$name" = sqlite ]; then
-    # Alternated, three rounds each, so both see the same background load.
-    local rounds=3 argon=0 auth=0 flood idle r a v
-    local aseen="" vseen=""
+    # Alternated: argon2, sign-ins, argon2, sign-ins, ..., argon2. Each round's
+    # sign-in rate is divided by the mean of the argon2 runs just before and after it,
+    # so a drift of the host's speed (seen here: 63 to 131 verifications/s within
+    # minutes) falls on both sides of the ratio; the figure is the median round.
+    local rounds=${RATIOS_SIGN_IN_ROUNDS:-5} auth=0 flood idle r a v prev
+    local aseen="" vseen="" per_round=""
+    prev=$(target/release/examples/argon2_bench --duration "$DURATION" --warmup 1 | field verifications_per_s)
+    vseen="$prev"
     for r in $(seq 1 $rounds); do
-      v=$(target/release/examples/argon2_bench --duration "$DURATION" --warmup 1 | field verifications_per_s)
       "${LG[@]}" --rpc AuthenticateUser --concurrency 8 --duration "$DURATION" --warmup "$WARMUP" > "$WORK/auth"
       a=$(field rps < "$WORK/auth")
-      vseen="$vseen $v"; aseen="$aseen $a"
-      argon=$(awk -v s="$argon" -v x="$v" -v n=$rounds 'BEGIN { printf "%.2f", s + x / n }')
+      v=$(target/release/examples/argon2_bench --duration "$DURATION" --warmup 1 | field verifications_per_s)
+      per_round="$per_round $(awk -v a="$a" -v p="$prev" -v v="$v" 'BEGIN { printf "%.4f:%.2f:%.2f", a / ((p + v) / 2), a, (p + v) / 2 }')"
+      vseen="$vseen $v"; aseen="$aseen $a"; prev=$v
       auth=$(awk -v s="$auth" -v x="$a" -v n=$rounds 'BEGIN { printf "%.2f", s + x / n }')
     done
-    echo "  argon2_bench verifications/s (threads = cores, as the server's workers):$vseen; AuthenticateUser c8 rps:$aseen; means below"
-    figure "[$name] AuthenticateUser rps / argon2_bench verif/s" "$auth" "$argon" ">= 0.97"
+    echo "  argon2_bench verifications/s (threads = cores, as the server's workers):$vseen"
+    echo "  AuthenticateUser c8 rps:$aseen"
+    echo "  per round, ratio:sign-ins:argon2 (mean of the runs around it):$per_round"
+    local median; median=$(echo "$per_round" | tr ' ' '\n' | grep . | sort -t: -k1,1g | awk '{ m[NR] = $0 } END { print m[int((NR + 1) / 2)] }')
+    figure "[$name] AuthenticateUser rps / argon2_bench verif/s (median round)" \
+      "$(echo "$median" | cut -d: -f2)" "$(echo "$median" | cut -d: -f3)" ">= 0.97"
 
     "${LG[@]}" --rpc GetUser --concurrency 16 --duration "$DURATION" --warmup "$WARMUP" > "$WORK/idle"
     "${LG[@]}" --rpc AuthenticateUser --concurrency 8 --background-rpc GetUser \

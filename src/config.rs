@@ -69,7 +69,8 @@ pub struct CommonArgs {
         global = true
     )]
     pub database_url: String,
-    /// Most database connections this process opens.
+    /// Most database connections this process opens (on PostgreSQL, half of them serve
+    /// single-statement reads).
     #[arg(
         long,
         env = "TENANCY_DB_MAX_CONNECTIONS",

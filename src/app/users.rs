@@ -216,14 +216,7 @@ impl App {
             Err(_) => return self.fail_sign_in(password).await,
         };
 
-        let attempt = self
-            .store
-            .reserve_sign_in_attempt(&email, self.throttle)
-            .await?;
-        let credentials = match attempt {
-            Attempt::Locked => None,
-            Attempt::Allowed(_) => self.store.credentials_by_email(&email).await?,
-        };
+        let (attempt, credentials) = self.store.reserve_sign_in(&email, self.throttle).await?;
         let stored_hash = credentials
             .as_ref()
             .and_then(|c| c.password_hash.as_deref());
@@ -250,13 +243,10 @@ impl App {
         } else {
             None
         };
-        let user = self
-            .store
+        self.store
             .record_sign_in(user.id, &email, &verified_hash, rehashed)
             .await?
-            .ok_or(Error::Unauthenticated(SIGN_IN_FAILED))?;
-        let memberships = self.store.memberships_of_user(user.id, true).await?;
-        Ok((user, memberships))
+            .ok_or(Error::Unauthenticated(SIGN_IN_FAILED))
     }
 
     /// A sign-in that cannot succeed, at the cost of a real one: the dummy verification.

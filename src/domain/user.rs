@@ -43,6 +43,12 @@ impl Email {
         Ok(Email(normalised))
     }
 
+    /// An address read back from the database, where only `parse` results are
+    /// written: checking it again would cost a point read more than its query.
+    pub(crate) fn from_stored(text: String) -> Email {
+        Email(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

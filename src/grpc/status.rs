@@ -84,7 +84,8 @@ impl From<Error> for Status {
             ),
             Error::OutOfRange(message) => Status::out_of_range(message),
             Error::Unavailable(cause) => {
-                tracing::warn!(error = %chain(cause.as_ref()), "database unavailable");
+                let request_id = current_request_id();
+                tracing::warn!(%request_id, error = %chain(cause.as_ref()), "database unavailable");
                 Status::with_error_details(
                     Code::Unavailable,
                     "the database is unavailable; retry later",

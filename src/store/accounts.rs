@@ -262,10 +262,7 @@ impl Store {
 
     pub async fn get_account(&self, id: Id) -> Result<Account> {
         let query = account::Entity::find_by_id(id.uuid());
-        let row = self
-            .read(|| query.clone().one(&self.db))
-            .await?
-            .ok_or_else(not_found)?;
+        let row = self.find_one(query).await?.ok_or_else(not_found)?;
         account_from_row(&row)
     }
 
@@ -516,9 +513,8 @@ impl Store {
                     .to(customer::Column::Id)
                     .into(),
             );
-        let row: Option<(sea_orm::prelude::Uuid, String, String)> = self
-            .read(|| query.clone().into_tuple().one(&self.db))
-            .await?;
+        let row: Option<(sea_orm::prelude::Uuid, String, String)> =
+            self.select_one(query.limit(1).into_tuple()).await?;
         let (customer_id, settings, limits) = row.ok_or_else(not_found)?;
         let settings: Limits = from_json(&settings)?;
         let limits: Limits = from_json(&limits)?;

@@ -113,7 +113,7 @@ impl Store {
 
     pub async fn api_key_exists(&self, digest: &str) -> Result<bool> {
         let query = api_key::Entity::find().filter(api_key::Column::Digest.eq(digest));
-        let found = self.read(|| query.clone().one(&self.db)).await?;
+        let found = self.find_one(query).await?;
         Ok(found.is_some())
     }
 
@@ -143,7 +143,7 @@ impl Store {
         let query = api_key::Entity::find()
             .filter(api_key::Column::Digest.eq(digest))
             .filter(api_key::Column::RevokeTime.is_null());
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self.find_one(query).await?;
         Ok(row.map(|row| {
             let key = key_from_row(row);
             Caller {
@@ -157,13 +157,13 @@ impl Store {
     /// cache of live keys polls it to learn of revocations by any process. Both are
     /// compared, as instances' clocks may disagree about the latest time.
     pub async fn api_key_revocations(&self) -> Result<(i64, Option<i64>)> {
-        use sea_orm::{ConnectionTrait as _, Statement};
+        use sea_orm::Statement;
         let statement = Statement::from_string(
             self.backend(),
             "SELECT COUNT(revoke_time) AS revoked, MAX(revoke_time) AS latest FROM api_keys",
         );
         let row = self
-            .read(|| self.db.query_one_raw(statement.clone()))
+            .query_one(statement)
             .await?
             .ok_or_else(|| Error::internal("an aggregate returned no row"))?;
         let revoked: i64 = row.try_get("", "revoked").map_err(db_error)?;

@@ -66,8 +66,7 @@ pub(crate) fn customer_from_row(row: &customer::Model) -> Result<Customer> {
         customer_prefix: row.customer_prefix.clone(),
         status: CustomerStatus::from_db(&row.status)
             .ok_or_else(|| Error::internal("unknown stored customer status"))?,
-        email: Email::parse(&row.email)
-            .map_err(|e| Error::internal(format!("stored customer email {e}")))?,
+        email: Email::from_stored(row.email.clone()),
         first_name: row.first_name.clone(),
         last_name: row.last_name.clone(),
         company_name: row.company_name.clone(),
@@ -515,7 +514,7 @@ impl Store {
                 query.filter(customer::Column::Hostname.eq(hostname.as_str()))
             }
         };
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self.find_one(query).await?;
         customer_from_row(&row.ok_or(Error::NotFound {
             resource: "customer",
         })?)

@@ -64,7 +64,7 @@ impl Store {
             "SELECT pruned_through, last_sequence FROM event_log_state WHERE id = 1",
         );
         let row = self
-            .read(|| self.db.query_one_raw(statement.clone()))
+            .query_one(statement)
             .await?
             .ok_or_else(|| Error::internal("event_log_state has no row"))?;
         let pruned: i64 = row.try_get("", "pruned_through").map_err(db_error)?;

@@ -51,8 +51,7 @@ fn invitation_from_row(row: &invitation::Model) -> Result<Invitation> {
     Ok(Invitation {
         id: Id::from_uuid(row.id),
         target,
-        email: Email::parse(&row.email)
-            .map_err(|e| Error::internal(format!("stored invitation email {e}")))?,
+        email: Email::from_stored(row.email.clone()),
         permissions: serde_json::from_str(&row.permissions).map_err(Error::internal)?,
         inviter_user_id: row.inviter_user_id.map(Id::from_uuid),
         status: InvitationStatus::from_db(&row.status)
@@ -440,7 +439,7 @@ impl Store {
     pub async fn invited_email(&self, token_digest: &str) -> Result<Option<Email>> {
         let query =
             invitation::Entity::find().filter(invitation::Column::TokenDigest.eq(token_digest));
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self.find_one(query).await?;
         row.map(|row| invitation_from_row(&row).map(|i| i.email))
             .transpose()
     }

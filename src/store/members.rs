@@ -6,8 +6,8 @@
 //! partial unique index keeps a second owner out whatever the code does.
 
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Statement, sea_query::Expr,
+    ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    Statement, sea_query::Expr,
 };
 
 use super::{
@@ -451,14 +451,9 @@ impl Store {
                 let query = customer::Entity::find_by_id(id.uuid())
                     .select_only()
                     .column(customer::Column::Id);
-                self.read(|| {
-                    query
-                        .clone()
-                        .into_tuple::<sea_orm::prelude::Uuid>()
-                        .one(&self.db)
-                })
-                .await?
-                .is_some()
+                self.select_one(query.limit(1).into_tuple::<sea_orm::prelude::Uuid>())
+                    .await?
+                    .is_some()
             }
             MembershipTarget::Account(id) => account::Entity::find_by_id(id.uuid())
                 .select_only()
@@ -529,9 +524,7 @@ impl Store {
             ),
         };
         let statement = Statement::from_sql_and_values(backend, sql, values);
-        let row = self
-            .read(|| self.db.query_one_raw(statement.clone()))
-            .await?;
+        let row = self.query_one(statement).await?;
         let Some(row) = row else {
             return Err(self.missing_of_access(user_id, target).await);
         };

@@ -12,7 +12,7 @@ impl Store {
     /// body is an error.
     pub async fn replay<T: DeserializeOwned>(&self, key: &RequestKey) -> Result<Option<T>> {
         let query = request_id::Entity::find_by_id(key.request_id.uuid());
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self.find_one(query).await?;
         decode(row, key)
     }
 

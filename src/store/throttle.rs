@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
+use sea_orm::{ConnectionTrait as _, Statement};
 
-use super::{Store, WriteTx, db_error, now, to_micros};
+use super::{Credentials, Store, WriteTx, db_error, now, to_micros};
 use crate::domain::{Error, Result};
 
 /// How many failures within a window lock an email, and for how long.
@@ -42,33 +42,23 @@ impl Store {
     /// PostgreSQL locks the row (`FOR UPDATE`); SQLite's IMMEDIATE transaction already
     /// holds the database's write lock.
     async fn lock_throttle_row(&self, tx: &WriteTx, email: &str, now: i64) -> Result<Recent> {
-        tx.txn()
-            .execute_raw(Statement::from_sql_and_values(
-                self.backend(),
-                "INSERT INTO login_throttle \
-                   (email, attempts, window_start, locked_until, recent_attempts, last_attempt_time) \
-                 VALUES ($1, 0, $2, NULL, '', $2) ON CONFLICT (email) DO NOTHING",
-                [email.into(), now.into()],
-            ))
-            .await
-            .map_err(db_error)?;
-        let lock = if self.backend() == DbBackend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
+        // One statement creates the row if needed and returns it locked: a conflicting
+        // `DO UPDATE` locks the row on PostgreSQL like `FOR UPDATE`; SQLite's
+        // IMMEDIATE transaction already holds the database's write lock.
         let row = tx
             .txn()
             .query_one_raw(Statement::from_sql_and_values(
                 self.backend(),
-                format!(
-                    "SELECT recent_attempts, locked_until FROM login_throttle WHERE email = $1{lock}"
-                ),
-                [email.into()],
+                "INSERT INTO login_throttle \
+                   (email, attempts, window_start, locked_until, recent_attempts, last_attempt_time) \
+                 VALUES ($1, 0, $2, NULL, '', $2) \
+                 ON CONFLICT (email) DO UPDATE SET email = excluded.email \
+                 RETURNING recent_attempts, locked_until",
+                [email.into(), now.into()],
             ))
             .await
             .map_err(db_error)?
-            .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
+            .ok_or_else(|| Error::internal("the throttle upsert returned no row"))?;
         let text: String = row.try_get("", "recent_attempts").map_err(db_error)?;
         let locked_until: Option<i64> = row.try_get("", "locked_until").map_err(db_error)?;
         Ok(Recent {
@@ -121,9 +111,38 @@ impl Store {
         email: &str,
         policy: ThrottlePolicy,
     ) -> Result<Attempt> {
-        let now = to_micros(now());
         let tx = self.begin().await?;
-        let mut recent = self.lock_throttle_row(&tx, email, now).await?;
+        let attempt = self.reserve_in(&tx, email, policy).await?;
+        self.commit(tx).await?;
+        Ok(attempt)
+    }
+
+    /// A sign-in's first step in one transaction: reserves an attempt like
+    /// `reserve_sign_in_attempt` and, when it is allowed, reads the email's user and
+    /// password hash (a locked email reads nothing).
+    pub async fn reserve_sign_in(
+        &self,
+        email: &str,
+        policy: ThrottlePolicy,
+    ) -> Result<(Attempt, Option<Credentials>)> {
+        let tx = self.begin().await?;
+        let attempt = self.reserve_in(&tx, email, policy).await?;
+        let credentials = match attempt {
+            Attempt::Allowed(_) => self.credentials_by_email_in(&tx, email).await?,
+            Attempt::Locked => None,
+        };
+        self.commit(tx).await?;
+        Ok((attempt, credentials))
+    }
+
+    async fn reserve_in(
+        &self,
+        tx: &WriteTx,
+        email: &str,
+        policy: ThrottlePolicy,
+    ) -> Result<Attempt> {
+        let now = to_micros(now());
+        let mut recent = self.lock_throttle_row(tx, email, now).await?;
         let cutoff = now.saturating_sub(micros(policy.window));
         recent.times.retain(|t| *t > cutoff);
         recent.locked_until = recent.locked_until.filter(|until| *until > now);
@@ -134,8 +153,7 @@ impl Store {
                 recent.times.push(now);
                 Attempt::Allowed(now)
             };
-        self.save_throttle_row(&tx, email, &recent, now).await?;
-        self.commit(tx).await?;
+        self.save_throttle_row(tx, email, &recent, now).await?;
         Ok(attempt)
     }
 

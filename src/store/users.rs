@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::{
-    Store, WriteTx, db_error,
+    FixedSql, Store, WriteTx, db_error,
     entities::{membership, user},
     from_micros, is_unique_violation, now, to_micros,
 };
@@ -31,8 +31,7 @@ pub struct Credentials {
 pub(crate) fn user_from_row(row: &user::Model) -> Result<User> {
     Ok(User {
         id: Id::from_uuid(row.id),
-        email: Email::parse(&row.email)
-            .map_err(|e| Error::internal(format!("stored email {e}")))?,
+        email: Email::from_stored(row.email.clone()),
         first_name: row.first_name.clone(),
         last_name: row.last_name.clone(),
         language: row.language.clone(),
@@ -174,9 +173,41 @@ impl Store {
     }
 
     pub async fn get_user(&self, id: Id) -> Result<User> {
-        let query = user::Entity::find_by_id(id.uuid());
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self.user_row_by(user::Column::Id, id.uuid().into()).await?;
         user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
+    }
+
+    /// The user whose unique `column` (id or email) holds `value`: the hottest
+    /// uncached read, so its SQL is built once (see `FixedSql`).
+    async fn user_row_by(
+        &self,
+        column: user::Column,
+        value: sea_orm::Value,
+    ) -> Result<Option<user::Model>> {
+        use sea_orm::{FromQueryResult as _, QueryTrait as _};
+        static BY_ID: FixedSql = FixedSql::new();
+        static BY_EMAIL: FixedSql = FixedSql::new();
+        let fixed = match column {
+            user::Column::Id => &BY_ID,
+            user::Column::Email => &BY_EMAIL,
+            _ => return Err(Error::internal("users are looked up by id or email only")),
+        };
+        let backend = self.backend();
+        let statement = fixed.statement(
+            backend,
+            || {
+                user::Entity::find()
+                    .filter(column.eq(value.clone()))
+                    .build(backend)
+            },
+            vec![value.clone()],
+        )?;
+        match self.query_one(statement).await? {
+            Some(row) => user::Model::from_query_result(&row, "")
+                .map(Some)
+                .map_err(db_error),
+            None => Ok(None),
+        }
     }
 
     pub async fn user_exists_by_email(&self, email: &Email) -> Result<bool> {
@@ -185,19 +216,15 @@ impl Store {
             .column(user::Column::Id)
             .filter(user::Column::Email.eq(email.as_str()));
         let found = self
-            .read(|| {
-                query
-                    .clone()
-                    .into_tuple::<sea_orm::prelude::Uuid>()
-                    .one(&self.db)
-            })
+            .select_one(query.limit(1).into_tuple::<sea_orm::prelude::Uuid>())
             .await?;
         Ok(found.is_some())
     }
 
     pub async fn get_user_by_email(&self, email: &Email) -> Result<User> {
-        let query = user::Entity::find().filter(user::Column::Email.eq(email.as_str()));
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self
+            .user_row_by(user::Column::Email, email.as_str().into())
+            .await?;
         user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
     }
 
@@ -378,8 +405,27 @@ impl Store {
     }
 
     pub async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>> {
-        let query = user::Entity::find().filter(user::Column::Email.eq(email));
-        let row = self.read(|| query.clone().one(&self.db)).await?;
+        let row = self.user_row_by(user::Column::Email, email.into()).await?;
+        row.map(|row| {
+            Ok(Credentials {
+                user: user_from_row(&row)?,
+                password_hash: row.password_hash,
+            })
+        })
+        .transpose()
+    }
+
+    /// `credentials_by_email` inside a transaction (a sign-in's reservation).
+    pub(crate) async fn credentials_by_email_in(
+        &self,
+        tx: &WriteTx,
+        email: &str,
+    ) -> Result<Option<Credentials>> {
+        let row = user::Entity::find()
+            .filter(user::Column::Email.eq(email))
+            .one(tx.txn())
+            .await
+            .map_err(db_error)?;
         row.map(|row| {
             Ok(Credentials {
                 user: user_from_row(&row)?,
@@ -390,9 +436,8 @@ impl Store {
     }
 
     pub async fn credentials_by_id(&self, id: Id) -> Result<Credentials> {
-        let query = user::Entity::find_by_id(id.uuid());
         let row = self
-            .read(|| query.clone().one(&self.db))
+            .user_row_by(user::Column::Id, id.uuid().into())
             .await?
             .ok_or(Error::NotFound { resource: "user" })?;
         Ok(Credentials {
@@ -437,13 +482,14 @@ impl Store {
     /// It applies only while the user is still active and still has `verified_hash`:
     /// `None` when either changed during the verification (a concurrent SetPassword is
     /// then not overwritten with a re-hash of the old password), and nothing is written.
+    /// Otherwise the user and their active memberships, read in the same transaction.
     pub async fn record_sign_in(
         &self,
         id: Id,
         email: &str,
         verified_hash: &str,
         rehashed: Option<String>,
-    ) -> Result<Option<User>> {
+    ) -> Result<Option<(User, Vec<Membership>)>> {
         let tx = self.begin().await?;
         let mut update = user::Entity::update_many()
             .col_expr(user::Column::LastLoginTime, Expr::value(to_micros(now())))
@@ -464,8 +510,19 @@ impl Store {
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
+        let memberships = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(id.uuid()))
+            .filter(membership::Column::Status.eq(MembershipStatus::Active.as_str()))
+            .order_by_asc(membership::Column::Id)
+            .all(tx.txn())
+            .await
+            .map_err(db_error)?;
         self.commit(tx).await?;
-        user_from_row(&row).map(Some)
+        let memberships = memberships
+            .into_iter()
+            .map(membership_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((user_from_row(&row)?, memberships)))
     }
 
     /// The user's memberships, oldest first; `active_only` drops inactive ones.

@@ -407,7 +407,8 @@ pub async fn spawn_observed_app_on(database: DatabaseSettings, serve: ServeArgs)
 /// Starts a server on an existing database (a second instance shares the first's).
 pub async fn spawn_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestApp {
     if std::env::var("TEST_LOG").as_deref() == Ok("1") {
-        tenancy::telemetry::init(tenancy::config::LogFormat::Text);
+        // Kept for the whole test process: its writer thread then writes every line.
+        std::mem::forget(tenancy::telemetry::init(tenancy::config::LogFormat::Text));
     }
     let (address, shutdown, server) = start_server(database.clone(), serve).await;
     let channel = Endpoint::from_shared(format!("http://{address}"))

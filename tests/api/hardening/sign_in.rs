@@ -208,7 +208,7 @@ async fn a_sign_in_records_only_what_it_verified(backend: Backend) {
         .await
         .expect("no database error")
         .expect("recorded");
-    assert!(recorded.last_login_time.is_some());
+    assert!(recorded.0.last_login_time.is_some());
 }
 
 async fn throttle_rows_that_hold_nothing_are_pruned(backend: Backend) {
