@@ -20,7 +20,12 @@ pub fn init(format: LogFormat) -> Option<WorkerGuard> {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("tenancy-log")
-        .finish(std::io::stderr());
+        // Buffered: the writer thread flushes whenever its queue is empty, so a burst
+        // of lines is one write instead of one each.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -27,7 +27,10 @@ use crate::domain::{Error, error::FieldViolation};
 /// The descriptors of `proto/`, and the request size limit.
 #[derive(Debug)]
 struct Rules {
-    pool: DescriptorPool,
+    /// The input message of every RPC of `proto/`, by its path
+    /// (`/tenancy.v1.UserService/GetUser`): looked up once here rather than by
+    /// service and method name on every request.
+    inputs: std::collections::HashMap<String, MessageDescriptor>,
     max_request_bytes: usize,
 }
 
@@ -37,13 +40,29 @@ pub fn descriptor_pool() -> Result<DescriptorPool, prost_reflect::DescriptorErro
 }
 
 impl Rules {
+    fn new(pool: &DescriptorPool, max_request_bytes: usize) -> Rules {
+        let inputs = pool
+            .services()
+            .flat_map(|service| {
+                service
+                    .methods()
+                    .map(|method| {
+                        let path = format!("/{}/{}", service.full_name(), method.name());
+                        (path, method.input())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Rules {
+            inputs,
+            max_request_bytes,
+        }
+    }
+
     /// The input message of the RPC at `path` (`/tenancy.v1.UserService/GetUser`), if
     /// `proto/` declares it; health, reflection and unknown paths are not checked here.
     fn input_of(&self, path: &str) -> Option<MessageDescriptor> {
-        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-        let service = self.pool.get_service_by_name(service)?;
-        let method = service.methods().find(|m| m.name() == method)?;
-        Some(method.input())
+        self.inputs.get(path).cloned()
     }
 
     /// Checks a whole gRPC request body (length-prefixed frames) against `input`.
@@ -196,10 +215,7 @@ impl InputCheckLayer {
     /// Refuses requests over `max_request_bytes` (one message) with RESOURCE_EXHAUSTED.
     pub fn new(max_request_bytes: usize) -> Result<Self, prost_reflect::DescriptorError> {
         Ok(Self {
-            rules: Arc::new(Rules {
-                pool: descriptor_pool()?,
-                max_request_bytes,
-            }),
+            rules: Arc::new(Rules::new(&descriptor_pool()?, max_request_bytes)),
         })
     }
 }
@@ -275,10 +291,7 @@ mod tests {
     use super::*;
 
     fn rules() -> Rules {
-        Rules {
-            pool: descriptor_pool().unwrap(),
-            max_request_bytes: 1 << 20,
-        }
+        Rules::new(&descriptor_pool().unwrap(), 1 << 20)
     }
 
     /// Every message a request can carry: the RPC inputs and what they reach.
