@@ -16,6 +16,9 @@ use crate::config::LogFormat;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// A buffer this full is written at once rather than at the next interval.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A buffer this full makes loggers wait until it is written (stderr blocked, say, by
+/// a reader that stopped reading): lines are never dropped, and memory stays bounded.
+const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 
 /// Installs the global subscriber; a second call is a no-op (tests spawn many servers).
 ///
@@ -51,6 +54,10 @@ pub fn init(format: LogFormat) -> Option<LogGuard> {
             move || shared.write_out_until_closed()
         })
         .ok();
+    if thread.is_none() {
+        // No writer thread: every line is written by its logger, as if closed.
+        writer.shared.lock().closed = true;
+    }
     Some(LogGuard {
         shared: writer.shared,
         thread,
@@ -88,7 +95,10 @@ struct BufferedStderr {
 #[derive(Default)]
 struct Shared {
     buffer: Mutex<Buffer>,
+    /// Tells the writer thread the buffer is full or closed.
     wake: Condvar,
+    /// Tells waiting loggers the buffer was taken.
+    drained: Condvar,
 }
 
 #[derive(Default)]
@@ -116,6 +126,7 @@ impl Shared {
             let closed = buffer.closed;
             std::mem::swap(&mut buffer.bytes, &mut spare);
             drop(buffer);
+            self.drained.notify_all();
             self.write_out(std::mem::take(&mut spare));
             if closed {
                 // Lines logged after the guard was dropped are written directly.
@@ -151,6 +162,14 @@ struct LineWriter<'a> {
 impl std::io::Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut buffer = self.shared.lock();
+        while buffer.bytes.len() >= MAX_BUFFERED_BYTES && !buffer.closed {
+            self.shared.wake.notify_one();
+            buffer = self
+                .shared
+                .drained
+                .wait(buffer)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
         if buffer.closed {
             drop(buffer);
             return std::io::stderr().write(bytes);

@@ -459,14 +459,21 @@ async fn connect_with_retry(
     }
 }
 
+/// The driver's error behind a connection, execution or query failure.
+fn sqlx_cause(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(sqlx))
+        | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => Some(sqlx),
+        _ => None,
+    }
+}
+
 fn is_sqlite_busy(err: &DbErr) -> bool {
-    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx))
-    | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
-    | DbErr::Query(RuntimeErr::SqlxError(sqlx))) = err
-    else {
+    let Some(sqlx) = sqlx_cause(err) else {
         return false;
     };
-    match &**sqlx {
+    match sqlx {
         sea_orm::sqlx::Error::Database(db) => {
             matches!(db.code().as_deref(), Some("5" | "6" | "517"))
         }
@@ -529,13 +536,10 @@ fn is_broken_connection(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     // Acquiring (connecting) fails as `ConnectionAcquire`; `Conn` is a ping's failure on
     // a connection the pool handed out.
-    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx))
-    | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
-    | DbErr::Query(RuntimeErr::SqlxError(sqlx))) = err
-    else {
+    let Some(sqlx) = sqlx_cause(err) else {
         return false;
     };
-    match &**sqlx {
+    match sqlx {
         Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) => true,
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
@@ -549,12 +553,13 @@ fn is_broken_connection(err: &DbErr) -> bool {
 
 fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
-    let sqlx = match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
-        _ => return false,
+    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+        return true;
+    }
+    let Some(sqlx) = sqlx_cause(err) else {
+        return false;
     };
-    match &**sqlx {
+    match sqlx {
         Sqlx::Io(_)
         | Sqlx::Tls(_)
         | Sqlx::PoolTimedOut

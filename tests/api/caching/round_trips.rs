@@ -17,7 +17,7 @@ use tokio::{
 };
 use tonic::Code;
 
-use crate::foundation::database::split_authority;
+use crate::foundation::database::resolve_authority;
 use crate::helpers::{Backend, spawn_app_on, test_serve_args, unique_email};
 
 /// Forwards to `target`, counting round trips: a send towards the database counts when
@@ -77,12 +77,7 @@ async fn an_uncached_point_read_is_one_round_trip() {
         return;
     };
     let mut database = backend.fresh_database().await;
-    let (before, host_port, after) = split_authority(&database.url);
-    let target = tokio::net::lookup_host(&host_port)
-        .await
-        .expect("resolve PostgreSQL")
-        .next()
-        .expect("an address");
+    let (before, target, after) = resolve_authority(&database.url).await;
     let (proxy, sent) = counting_proxy(target).await;
     database.url = format!("{before}{proxy}{after}");
     let mut serve = test_serve_args();

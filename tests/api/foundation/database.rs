@@ -107,6 +107,18 @@ pub fn split_authority(url: &str) -> (String, String, String) {
     )
 }
 
+/// `split_authority` with `host:port` resolved: the address a proxy in front of the
+/// database forwards to.
+pub async fn resolve_authority(url: &str) -> (String, SocketAddr, String) {
+    let (before, host_port, after) = split_authority(url);
+    let target = tokio::net::lookup_host(&host_port)
+        .await
+        .expect("resolve PostgreSQL")
+        .next()
+        .expect("an address");
+    (before, target, after)
+}
+
 /// Polls the overall health until it is `wanted`; returns how long that took.
 async fn wait_for_health(app: &TestApp, wanted: ServingStatus, within: Duration) -> Duration {
     let started = Instant::now();
@@ -150,12 +162,7 @@ async fn health_and_rpcs_follow_the_database_down_and_back_up() {
         return;
     };
     let mut database = backend.fresh_database().await;
-    let (before, host_port, after) = split_authority(&database.url);
-    let target = tokio::net::lookup_host(&host_port)
-        .await
-        .expect("resolve PostgreSQL")
-        .next()
-        .expect("an address");
+    let (before, target, after) = resolve_authority(&database.url).await;
     let mut proxy = Proxy::start(target).await;
     database.url = format!("{before}{}{after}", proxy.address);
     database.acquire_timeout = Duration::from_secs(1);
