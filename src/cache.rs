@@ -230,6 +230,9 @@ pub struct Caches {
     pub key_revocations: Freshness,
     /// Live keys by digest; unknown and revoked keys are never stored.
     pub keys: DependentCache<String, Caller>,
+    /// The ids of revoked keys as the key watch last read them: open streams end when
+    /// their key appears here.
+    pub revoked_keys: tokio::sync::watch::Sender<Arc<HashSet<Id>>>,
 }
 
 impl Caches {
@@ -241,6 +244,7 @@ impl Caches {
             access: DependentCache::new(settings.capacity),
             key_revocations: Freshness::new(settings.staleness),
             keys: DependentCache::new(settings.capacity),
+            revoked_keys: tokio::sync::watch::Sender::new(Arc::default()),
         }
     }
 

@@ -114,9 +114,9 @@ impl App {
 }
 
 /// Polls the revocation count every `every`: any change (a key revoked by this or
-/// another process, the CLI included) empties the key cache, and each poll confirms
-/// the cache's freshness as of its start. Keys are few and revocations rare, so
-/// emptying the cache costs one read per live key.
+/// another process, the CLI included) empties the key cache and publishes the revoked
+/// ids to open streams, and each poll confirms the cache's freshness as of its start.
+/// Keys are few and revocations rare, so emptying the cache costs one read per live key.
 pub(crate) async fn watch_revocations(
     store: Store,
     caches: Arc<Caches>,
@@ -127,14 +127,8 @@ pub(crate) async fn watch_revocations(
     let mut failing = false;
     loop {
         let started = Instant::now();
-        match store.api_key_revocations().await {
-            Ok(state) => {
-                // Also on the first poll: a key cached before it may have been revoked
-                // in between.
-                if seen != Some(state) {
-                    caches.keys.clear();
-                    seen = Some(state);
-                }
+        match poll_revocations(&store, &caches, &mut seen).await {
+            Ok(()) => {
                 caches.key_revocations.confirm(started);
                 if failing {
                     failing = false;
@@ -153,4 +147,21 @@ pub(crate) async fn watch_revocations(
             _ = shutting_down.wait_for(|down| *down) => return,
         }
     }
+}
+
+/// One poll of the watch; `seen` is the revocation state last applied.
+async fn poll_revocations(
+    store: &Store,
+    caches: &Caches,
+    seen: &mut Option<(i64, Option<i64>)>,
+) -> Result<()> {
+    let state = store.api_key_revocations().await?;
+    // Also on the first poll: a key cached before it may have been revoked in between.
+    if *seen != Some(state) {
+        caches.keys.clear();
+        let revoked = store.revoked_api_key_ids().await?;
+        caches.revoked_keys.send_replace(Arc::new(revoked));
+        *seen = Some(state);
+    }
+    Ok(())
 }

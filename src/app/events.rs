@@ -6,7 +6,7 @@
 //! when it fell behind the broadcast.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -235,6 +235,7 @@ impl App {
             exact: after_sequence > 0,
         };
         let (sender, receiver) = mpsc::channel(BATCH as usize);
+        let revoked = self.caches.revoked_keys.subscribe();
         tokio::spawn(follow(
             self.store.clone(),
             live,
@@ -242,6 +243,7 @@ impl App {
             sender,
             self.shutting_down.clone(),
             slot,
+            revoked,
         ));
         Ok(ReceiverStream::new(receiver))
     }
@@ -257,22 +259,57 @@ impl App {
     }
 }
 
+/// Serves one stream until it ends, or until the key watch reports its key revoked:
+/// the key was checked only when the stream opened, so a revoked key would otherwise
+/// keep receiving every change.
 async fn follow(
     store: Store,
     mut live: broadcast::Receiver<Arc<Event>>,
     mut cursor: Cursor,
     sender: mpsc::Sender<Result<Event>>,
     mut shutting_down: watch::Receiver<bool>,
-    _slot: StreamSlot,
+    slot: StreamSlot,
+    mut revoked: watch::Receiver<Arc<HashSet<Id>>>,
 ) {
-    let mut step = Step::CatchUp;
-    loop {
-        step = match step {
-            Step::CatchUp => catch_up(&store, &mut cursor, &sender, &mut shutting_down).await,
-            Step::Live => follow_live(&mut live, &mut cursor, &sender, &mut shutting_down).await,
-            Step::End => return,
+    let key = slot.key;
+    let ended_by_revocation = {
+        let streaming = async {
+            let mut step = Step::CatchUp;
+            loop {
+                step = match step {
+                    Step::CatchUp => {
+                        catch_up(&store, &mut cursor, &sender, &mut shutting_down).await
+                    }
+                    Step::Live => {
+                        follow_live(&mut live, &mut cursor, &sender, &mut shutting_down).await
+                    }
+                    Step::End => return,
+                };
+            }
         };
+        // `wait_for` also sees a revocation published before this stream subscribed.
+        // Its sender lives as long as the caches, so an error only comes at exit.
+        let revocation = async {
+            if revoked.wait_for(|ids| ids.contains(&key)).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = streaming => false,
+            () = revocation => true,
+        }
+    };
+    if ended_by_revocation {
+        deliver(
+            &sender,
+            Err(Error::Unauthenticated(
+                "the API key of this stream was revoked",
+            )),
+            &mut shutting_down,
+        )
+        .await;
     }
+    drop(slot);
 }
 
 /// Reads the database from the cursor until a batch comes back short.

@@ -153,6 +153,14 @@ impl Store {
         }))
     }
 
+    /// The ids of every revoked key, so open streams of a revoked key can be ended
+    /// without a read per stream.
+    pub async fn revoked_api_key_ids(&self) -> Result<std::collections::HashSet<Id>> {
+        let query = api_key::Entity::find().filter(api_key::Column::RevokeTime.is_not_null());
+        let rows = self.read(|| query.clone().all(&self.db)).await?;
+        Ok(rows.into_iter().map(|row| Id::from_uuid(row.id)).collect())
+    }
+
     /// `(revoked keys, latest revoke_time)`: changes whenever a key is revoked, so a
     /// cache of live keys polls it to learn of revocations by any process. Both are
     /// compared, as instances' clocks may disagree about the latest time.

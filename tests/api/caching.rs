@@ -6,6 +6,7 @@ mod instances;
 mod keys;
 mod reads;
 mod round_trips;
+mod streams;
 
 use std::{
     future::Future,

@@ -11,7 +11,7 @@ use super::{TestApps, seen_within_bound};
 use crate::helpers::{Backend, BearerKey, TestApp, test_serve_args, unique_email};
 
 /// Runs `tenancy keys ARGS` against `database_url`; its stdout lines.
-async fn keys_command(database_url: &str, args: &[&str]) -> Vec<String> {
+pub(super) async fn keys_command(database_url: &str, args: &[&str]) -> Vec<String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tenancy"));
     for (name, _) in std::env::vars() {
         if name.starts_with("TENANCY_") || name == "DATABASE_URL" {
