@@ -5,6 +5,7 @@ mod indexes;
 mod lifecycle;
 mod lookup;
 mod races;
+mod stored;
 mod update;
 pub mod validation;
 
