@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{App, users::parse_id};
+use super::{App, once_more_on_contention, users::parse_id};
 use crate::{
     domain::{
         Error, Result,
@@ -105,9 +105,11 @@ impl App {
                 password_hash: self.hasher.hash(&password).await?,
             },
         };
-        self.store
-            .create_account(customer_id, &new, &owner, key.as_ref())
-            .await
+        once_more_on_contention(|| {
+            self.store
+                .create_account(customer_id, &new, &owner, key.as_ref())
+        })
+        .await
     }
 
     pub async fn get_account(&self, id: &str) -> Result<Account> {
@@ -169,7 +171,7 @@ impl App {
                 });
             }
             let updated = current.changed(mask, fields)?;
-            match self.store.update_account(&updated).await {
+            match once_more_on_contention(|| self.store.update_account(&updated)).await {
                 Err(Error::Aborted { .. }) if expected.is_none() => continue,
                 other => return other,
             }
@@ -182,7 +184,7 @@ impl App {
     pub async fn delete_account(&self, id: &str, etag_text: &str) -> Result<()> {
         let id = parse_id("account_id", id)?;
         let expected = etag::parse("etag", etag_text)?;
-        self.store.delete_account(id, expected).await
+        once_more_on_contention(|| self.store.delete_account(id, expected)).await
     }
 
     pub async fn effective_limits(&self, account_id: &str) -> Result<Vec<EffectiveLimit>> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 
-use super::{App, users::parse_id};
+use super::{App, once_more_on_contention, users::parse_id};
 use crate::{
     domain::{
         Error, Result,
@@ -104,7 +104,7 @@ impl App {
                 },
             },
         };
-        self.store.create_customer(&new, &owner, key.as_ref()).await
+        once_more_on_contention(|| self.store.create_customer(&new, &owner, key.as_ref())).await
     }
 
     pub async fn get_customer(&self, lookup: Option<CustomerLookup<'_>>) -> Result<Customer> {
@@ -204,7 +204,7 @@ impl App {
                 });
             }
             let updated = current.changed(mask, fields, today())?;
-            match self.store.update_customer(&updated).await {
+            match once_more_on_contention(|| self.store.update_customer(&updated)).await {
                 Err(Error::Aborted { .. }) if expected.is_none() => continue,
                 other => return other,
             }
@@ -217,7 +217,7 @@ impl App {
     pub async fn delete_customer(&self, id: &str, etag_text: &str) -> Result<()> {
         let id = parse_id("customer_id", id)?;
         let expected = etag::parse("etag", etag_text)?;
-        self.store.delete_customer(id, expected).await
+        once_more_on_contention(|| self.store.delete_customer(id, expected)).await
     }
 }
 

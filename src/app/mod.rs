@@ -25,6 +25,24 @@ use crate::{
 
 pub use events::{EventSettings, EventStream};
 
+/// Runs a write once more when the database rolled it back for colliding with a
+/// concurrent one (`Error::Contention`: a deadlock or serialization failure). Such a
+/// transaction wrote nothing, so running it again is the same request arriving anew;
+/// a second collision goes back to the caller as retryable `ABORTED`.
+async fn once_more_on_contention<T, F, Fut>(mut write: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match write().await {
+        Err(crate::domain::Error::Contention) => {
+            tracing::debug!("a write collided with a concurrent one; running it once more");
+            write().await
+        }
+        other => other,
+    }
+}
+
 /// Everything a use case needs; cheap to clone.
 #[derive(Clone)]
 pub struct App {

@@ -44,6 +44,11 @@ pub enum Error {
     /// The caller's etag is stale: the resource changed since it was read.
     #[error("the {resource} was changed by someone else; read it again and retry")]
     Aborted { resource: &'static str },
+    /// The write collided with a concurrent one (a deadlock or a serialization
+    /// failure the database broke by rolling this transaction back): nothing was
+    /// written, and the same request may simply be sent again.
+    #[error("the write collided with a concurrent write; nothing was changed, retry")]
+    Contention,
     /// The caller could not be identified (bad key, wrong password, ...).
     #[error("{0}")]
     Unauthenticated(&'static str),

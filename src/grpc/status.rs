@@ -67,6 +67,21 @@ impl From<Error> for Status {
                     [("resource".to_string(), resource.to_string())],
                 ),
             ),
+            Error::Contention => Status::with_error_details(
+                Code::Aborted,
+                "the write collided with a concurrent write and nothing was changed; \
+                 it is safe to retry",
+                {
+                    let mut details =
+                        ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(50)));
+                    details.set_error_info(
+                        "CONCURRENT_WRITE",
+                        ERROR_DOMAIN,
+                        std::collections::HashMap::<String, String>::new(),
+                    );
+                    details
+                },
+            ),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::ResourceExhausted(message) => Status::with_error_details(

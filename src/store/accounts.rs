@@ -247,7 +247,7 @@ impl Store {
         tx: &mut WriteTx,
         kind: &'static str,
         account: &Account,
-    ) -> Result<i64> {
+    ) -> Result<()> {
         self.append_event(
             tx,
             NewEvent {
@@ -383,7 +383,8 @@ impl Store {
         super::customers::customer_from_row(&row)
     }
 
-    /// Deletes a TERMINATED account and its memberships, with an event each.
+    /// Deletes a TERMINATED account with its memberships and invitations, with an
+    /// event each.
     pub async fn delete_account(&self, id: Id, expected_revision: Option<i64>) -> Result<()> {
         let mut tx = self.begin().await?;
         let current = self.locked_account(&tx, id, expected_revision).await?;
@@ -401,8 +402,8 @@ impl Store {
         self.commit(tx).await
     }
 
-    /// Deletes `accounts` with their memberships, writing `membership.deleted` and
-    /// `account.deleted` events.
+    /// Deletes `accounts` with their memberships and invitations, writing
+    /// `membership.deleted`, `invitation.deleted` and `account.deleted` events.
     pub(crate) async fn delete_accounts_in(
         &self,
         tx: &mut WriteTx,
@@ -420,6 +421,12 @@ impl Store {
                 .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
+            self.delete_invitations_in(
+                tx,
+                MembershipTarget::Account(account.id),
+                account.customer_id,
+            )
+            .await?;
             account::Entity::delete_many()
                 .filter(account::Column::Id.eq(account.id.uuid()))
                 .exec(tx.txn())
@@ -435,18 +442,22 @@ impl Store {
         Ok(())
     }
 
-    /// Every account of a customer, oldest first.
+    /// Every account of a customer, oldest first, locked in that order (the lock order
+    /// of `write_pending_events`: the customer, then its accounts by id, then their
+    /// memberships and invitations), so that a cascade writes each from its current
+    /// revision and waits for, rather than deadlocks with, a write to one account.
     pub(crate) async fn accounts_of_customer_in(
         &self,
         tx: &WriteTx,
         customer_id: Id,
     ) -> Result<Vec<Account>> {
-        let rows = account::Entity::find()
+        let mut query = account::Entity::find()
             .filter(account::Column::CustomerId.eq(customer_id.uuid()))
-            .order_by_asc(account::Column::Id)
-            .all(tx.txn())
-            .await
-            .map_err(db_error)?;
+            .order_by_asc(account::Column::Id);
+        if self.sqlite_writer.is_none() {
+            query = query.lock_exclusive();
+        }
+        let rows = query.all(tx.txn()).await.map_err(db_error)?;
         rows.iter().map(account_from_row).collect()
     }
 

@@ -460,7 +460,7 @@ impl Store {
         tx: &mut WriteTx,
         kind: &'static str,
         customer: &Customer,
-    ) -> Result<i64> {
+    ) -> Result<()> {
         self.append_event(
             tx,
             NewEvent {
@@ -479,7 +479,7 @@ impl Store {
         kind: &'static str,
         membership: &Membership,
         customer_id: Id,
-    ) -> Result<i64> {
+    ) -> Result<()> {
         let resource_id = match membership.target {
             MembershipTarget::Customer(id) | MembershipTarget::Account(id) => id,
         };
@@ -711,7 +711,7 @@ impl Store {
     }
 
     /// Deletes a TERMINATED customer with everything it owns (its accounts, their and
-    /// its memberships, and the lists stored in its row), with an event each; its
+    /// its memberships and invitations, and the lists stored in its row), with an event each; its
     /// users stay.
     pub async fn delete_customer(&self, id: Id, expected_revision: Option<i64>) -> Result<()> {
         let mut tx = self.begin().await?;
@@ -734,6 +734,8 @@ impl Store {
             .exec(tx.txn())
             .await
             .map_err(db_error)?;
+        self.delete_invitations_in(&mut tx, MembershipTarget::Customer(id), id)
+            .await?;
         let deleted = customer::Entity::delete_many()
             .filter(customer::Column::Id.eq(id.uuid()))
             .filter(customer::Column::Revision.eq(current.revision))

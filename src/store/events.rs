@@ -15,35 +15,74 @@ use crate::domain::{
 };
 
 impl Store {
-    /// Appends `event` to the log inside `tx`. Call it last in a transaction: taking a
-    /// sequence locks the counter row until commit, which is what makes sequences
-    /// gap-free and visible in order, at the price of serialising writers meanwhile.
-    pub(crate) async fn append_event(&self, tx: &mut WriteTx, event: NewEvent) -> Result<i64> {
-        let row = tx
-            .txn()
-            .query_one_raw(Statement::from_string(
-                self.backend(),
-                "UPDATE event_log_state SET last_sequence = last_sequence + 1 WHERE id = 1 RETURNING last_sequence",
-            ))
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::internal("event_log_state has no row"))?;
-        let sequence: i64 = row.try_get("", "last_sequence").map_err(db_error)?;
+    /// Records `event` in `tx`; it is written to the log when `tx` commits (see
+    /// `write_pending_events`), so a writer takes the log's counter row only as its
+    /// last statement before COMMIT, whatever order it changed rows in.
+    pub(crate) async fn append_event(&self, tx: &mut WriteTx, event: NewEvent) -> Result<()> {
         let payload = serde_json::to_string(&event.resource).map_err(Error::internal)?;
         tx.touched.extend(event.touched_ids());
-        event::Entity::insert(event::ActiveModel {
-            sequence: Set(sequence),
+        tx.pending_events.push(event::ActiveModel {
+            sequence: Set(0),
             kind: Set(event.kind.to_string()),
             resource_id: Set(event.resource_id.uuid()),
             customer_id: Set(event.customer_id.map(|id| id.uuid())),
             time: Set(to_micros(now())),
             payload: Set(payload),
-        })
-        .exec_without_returning(tx.txn())
-        .await
-        .map_err(db_error)?;
-        tx.appended_event = Some(sequence);
-        Ok(sequence)
+        });
+        Ok(())
+    }
+
+    /// Numbers and inserts the events recorded in `tx`, returning the last sequence.
+    ///
+    /// Lock order: every write transaction locks its own rows first (a customer before
+    /// its accounts, accounts in id order, then memberships and invitations) and the
+    /// counter row `event_log_state` last, here, right before COMMIT. Holding the
+    /// counter row is what makes sequences gap-free and visible in commit order; taking
+    /// it last means no writer waits for it while holding a row another one needs
+    /// first, and it is held for one round trip instead of the whole transaction.
+    pub(crate) async fn write_pending_events(&self, tx: &mut WriteTx) -> Result<Option<i64>> {
+        let events = std::mem::take(&mut tx.pending_events);
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let count = i64::try_from(events.len()).map_err(Error::internal)?;
+        let row = tx
+            .txn()
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend(),
+                match self.backend() {
+                    sea_orm::DbBackend::Postgres => {
+                        "UPDATE event_log_state SET last_sequence = last_sequence + $1 WHERE id = 1 RETURNING last_sequence"
+                    }
+                    _ => {
+                        "UPDATE event_log_state SET last_sequence = last_sequence + ? WHERE id = 1 RETURNING last_sequence"
+                    }
+                },
+                [count.into()],
+            ))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("event_log_state has no row"))?;
+        let last: i64 = row.try_get("", "last_sequence").map_err(db_error)?;
+        let first = last - count + 1;
+        let mut numbered = events
+            .into_iter()
+            .zip(first..)
+            .map(|(mut event, sequence)| {
+                event.sequence = Set(sequence);
+                event
+            })
+            .peekable();
+        // Six bound values a row: chunks stay far below SQLite's and PostgreSQL's
+        // limits on parameters in one statement.
+        while numbered.peek().is_some() {
+            let chunk: Vec<_> = numbered.by_ref().take(500).collect();
+            event::Entity::insert_many(chunk)
+                .exec_without_returning(tx.txn())
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(Some(last))
     }
 
     /// Up to `limit` events after `after`, in sequence order.

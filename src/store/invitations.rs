@@ -107,7 +107,7 @@ impl Store {
         kind: &'static str,
         invitation: &Invitation,
         customer_id: Id,
-    ) -> Result<i64> {
+    ) -> Result<()> {
         self.append_event(
             tx,
             NewEvent {
@@ -118,6 +118,37 @@ impl Store {
             },
         )
         .await
+    }
+
+    /// Deletes every invitation of `target`, whatever its status, with an
+    /// `invitation.deleted` event each (the invitation as it was): the part of a
+    /// customer's or account's delete that would otherwise trip the foreign keys.
+    pub(crate) async fn delete_invitations_in(
+        &self,
+        tx: &mut WriteTx,
+        target: MembershipTarget,
+        customer_id: Id,
+    ) -> Result<()> {
+        let rows = invitation::Entity::find()
+            .filter(target_filter(target))
+            .order_by_asc(invitation::Column::Id)
+            .all(tx.txn())
+            .await
+            .map_err(db_error)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        invitation::Entity::delete_many()
+            .filter(target_filter(target))
+            .exec(tx.txn())
+            .await
+            .map_err(db_error)?;
+        for row in &rows {
+            let invitation = invitation_from_row(row)?;
+            self.invitation_event(tx, "invitation.deleted", &invitation, customer_id)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn locked_invitation(

@@ -120,7 +120,8 @@ pub(crate) struct WriteTx {
     /// `None` only once committed or handed to the rollback in `drop`.
     txn: Option<DatabaseTransaction>,
     writer: Option<OwnedMutexGuard<()>>,
-    appended_event: Option<i64>,
+    /// Events recorded by this transaction, written to the log at commit.
+    pending_events: Vec<entities::event::ActiveModel>,
     touched: Vec<Id>,
 }
 
@@ -360,13 +361,13 @@ impl Store {
         Ok(WriteTx {
             txn: Some(txn),
             writer,
-            appended_event: None,
+            pending_events: Vec::new(),
             touched: Vec::new(),
         })
     }
 
     pub(crate) async fn commit(&self, mut tx: WriteTx) -> Result<()> {
-        let appended = tx.appended_event;
+        let appended = self.write_pending_events(&mut tx).await?;
         let txn = tx
             .txn
             .take()
@@ -521,8 +522,49 @@ fn create_sqlite_file(url: &str) -> Result<()> {
 pub(crate) fn db_error(err: DbErr) -> Error {
     if is_unavailable(&err) {
         Error::Unavailable(Box::new(err))
+    } else if is_contention(&err) {
+        Error::Contention
+    } else if let Some(constraint) = foreign_key_violation(&err) {
+        // Every delete removes what refers to its row first; reaching this means a
+        // referring row was added that the delete did not know about.
+        tracing::warn!(error = %err, "a write met a foreign key");
+        Error::FailedPrecondition {
+            kind: "RESOURCE_STILL_REFERENCED",
+            subject: constraint,
+            description: "other records still refer to this resource; remove them first".into(),
+        }
     } else {
         Error::Internal(Box::new(err))
+    }
+}
+
+/// PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the
+/// transaction was rolled back whole, so the write may be retried.
+fn is_contention(err: &DbErr) -> bool {
+    match sqlx_cause(err) {
+        Some(sea_orm::sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+/// The referring table of a foreign-key violation (PostgreSQL names the constraint,
+/// `invitations_customer_id_fkey`; SQLite names none).
+fn foreign_key_violation(err: &DbErr) -> Option<String> {
+    let Some(sea_orm::sqlx::Error::Database(db)) = sqlx_cause(err) else {
+        return None;
+    };
+    // PostgreSQL 23503; SQLite 787 (SQLITE_CONSTRAINT_FOREIGNKEY), and 1811
+    // (SQLITE_CONSTRAINT_TRIGGER), which is how SQLite reports an `ON DELETE RESTRICT`
+    // key: it enforces the action with a trigger of its own. The schema has no
+    // triggers of its own, so 1811 is always a foreign key here.
+    match db.code().as_deref() {
+        Some("23503" | "787" | "1811") => Some(
+            db.constraint()
+                .map_or_else(|| "a foreign key".to_string(), str::to_string),
+        ),
+        _ => None,
     }
 }
 

@@ -159,7 +159,7 @@ impl Store {
         user_from_row(&inserted).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
     }
 
-    async fn user_event(&self, tx: &mut WriteTx, kind: &'static str, user: &User) -> Result<i64> {
+    async fn user_event(&self, tx: &mut WriteTx, kind: &'static str, user: &User) -> Result<()> {
         self.append_event(
             tx,
             NewEvent {

@@ -32,7 +32,7 @@ pub async fn invite(
         })
 }
 
-fn new_user() -> Acceptor {
+pub fn new_user() -> Acceptor {
     Acceptor::NewUser(pb::NewUser {
         first_name: "Nova".into(),
         last_name: "Pessoa".into(),
