@@ -18,6 +18,12 @@ use crate::domain::{Error, Result};
 /// Names of the fields that never enter a fingerprint.
 pub const SECRET_FIELDS: &[&str] = &["password", "current_password", "new_password", "token"];
 
+/// Secret fields that enter a fingerprint as their SHA-256 digest: an invitation token
+/// names what is accepted, so a request id reused with another token must not replay
+/// the first acceptance. The database already keeps each token's digest, so the
+/// fingerprint reveals nothing more.
+const DIGESTED_FIELDS: &[&str] = &["token"];
+
 static POOL: LazyLock<Option<DescriptorPool>> = LazyLock::new(|| descriptor_pool().ok());
 
 /// The input message of the RPC named `method` (`CreateUser`, or a full path such as
@@ -70,10 +76,18 @@ fn strip(message: &MessageDescriptor, mut bytes: &[u8], out: &mut Vec<u8>) -> Re
         };
         let raw = &start[..start.len() - bytes.len()];
         let field = message.get_field(number);
-        if field
+        if let Some(name) = field
             .as_ref()
-            .is_some_and(|f| SECRET_FIELDS.contains(&f.name()))
+            .map(|f| f.name())
+            .filter(|name| SECRET_FIELDS.contains(name))
         {
+            if let (true, Some(payload)) = (DIGESTED_FIELDS.contains(&name), payload) {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(payload);
+                encode_varint(key, out);
+                encode_varint(digest.len() as u64, out);
+                out.extend_from_slice(&digest);
+            }
             continue;
         }
         let nested = field
@@ -127,11 +141,20 @@ mod tests {
             strip(&accept("u", "q", "S"))
         );
         let first = strip(&accept("t1", "first secret", "Silva"));
-        assert_eq!(first, strip(&accept("t2", "other secret", "Silva")));
+        assert_eq!(first, strip(&accept("t1", "other secret", "Silva")));
         assert_ne!(first, strip(&accept("t1", "first secret", "Souza")));
-        // What is left decodes as the same request with the secrets empty.
-        let left = pb::AcceptInvitationRequest::decode(first.as_slice()).unwrap();
-        assert_eq!(left, accept("", "", "Silva"));
+        // Another token is another request; the token itself is not kept, its digest is.
+        assert_ne!(first, strip(&accept("t2", "first secret", "Silva")));
+        let digest = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(b"t1")
+        };
+        assert!(first.windows(digest.len()).any(|w| w == digest.as_slice()));
+        assert!(
+            !first
+                .windows(b"first secret".len())
+                .any(|w| w == b"first secret")
+        );
     }
 
     #[test]

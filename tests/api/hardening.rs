@@ -2,6 +2,7 @@
 //! fingerprints, request ids scoped to their caller, and abuse of sign-in.
 
 mod input;
+mod retries;
 mod secrets;
 mod sign_in;
 
