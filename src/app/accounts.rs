@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{App, once_more_on_contention, users::parse_id};
 use crate::{
     domain::{
-        Error, Result,
+        Result,
         account::{Account, AccountFields, AccountFilter, AccountStatus, NewAccount, ServiceType},
         etag,
         id::Id,
@@ -31,9 +31,6 @@ pub enum OwnerRequest<'a> {
         password: Password,
     },
 }
-
-/// How often an update without an etag is re-validated after a concurrent write.
-const UPDATE_RETRIES: usize = 5;
 
 impl App {
     pub async fn create_account(
@@ -163,22 +160,11 @@ impl App {
         };
         violations.finish()?;
         let id = id.expect("validated above");
-        for _ in 0..UPDATE_RETRIES {
-            let current = self.store.get_account(id).await?;
-            if expected.is_some_and(|expected| expected != current.revision) {
-                return Err(Error::Aborted {
-                    resource: "account",
-                });
-            }
-            let updated = current.changed(mask, fields)?;
-            match once_more_on_contention(|| self.store.update_account(&updated)).await {
-                Err(Error::Aborted { .. }) if expected.is_none() => continue,
-                other => return other,
-            }
-        }
-        Err(Error::Aborted {
-            resource: "account",
+        once_more_on_contention(|| {
+            self.store
+                .update_account(id, expected, |current| current.changed(mask, fields))
         })
+        .await
     }
 
     pub async fn delete_account(&self, id: &str, etag_text: &str) -> Result<()> {

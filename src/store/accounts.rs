@@ -317,11 +317,18 @@ impl Store {
     /// Writes `updated` over the account if it is still at `updated.revision` (else
     /// `ABORTED`). An account of a TERMINATED customer stays out of ACTIVE; entering
     /// TERMINATED makes the account's memberships inactive, with an event each.
-    pub async fn update_account(&self, updated: &Account) -> Result<Account> {
+    /// Applies `change` to the account as it is under its row lock (after checking
+    /// `expected_revision`, when given), so that concurrent updates without an etag
+    /// queue up instead of failing each other.
+    pub async fn update_account(
+        &self,
+        id: Id,
+        expected_revision: Option<i64>,
+        change: impl Fn(&Account) -> Result<Account>,
+    ) -> Result<Account> {
         let mut tx = self.begin().await?;
-        let current = self
-            .locked_account(&tx, updated.id, Some(updated.revision))
-            .await?;
+        let current = self.locked_account(&tx, id, expected_revision).await?;
+        let updated = &change(&current)?;
         if updated.status != current.status && updated.status != AccountStatus::Terminated {
             let customer = self.customer_in(&tx, current.customer_id).await?;
             if customer.status == CustomerStatus::Terminated {

@@ -122,9 +122,64 @@ async fn two_instances_racing_on_one_database_keep_values_unique(backend: Backen
     assert_eq!(subdomains.len(), 12);
 }
 
+/// Terminating a customer walks its accounts while callers write to them: every
+/// write is done or refused with a precondition, never INTERNAL (a deadlock between
+/// the cascade and an account write would be).
+async fn terminating_a_customer_while_its_accounts_are_written_never_fails_inside(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let customer = super::create(&app, personal(&unique_email("terminate-race"))).await;
+    let mut accounts = Vec::new();
+    for i in 0..4 {
+        accounts.push(crate::accounts::create(&app, &customer.uuid, &format!("Busy {i}")).await);
+    }
+    let writers = (0..8).map(|writer| {
+        let mut client = app.accounts.clone();
+        let account = accounts[writer % accounts.len()].uuid.clone();
+        async move {
+            let mut codes = Vec::new();
+            for round in 0..15 {
+                let result = client
+                    .update_account(pb::UpdateAccountRequest {
+                        account_id: account.clone(),
+                        account: Some(pb::Account {
+                            name: format!("Writer {writer} round {round}"),
+                            ..Default::default()
+                        }),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["name".into()],
+                        }),
+                        etag: String::new(),
+                    })
+                    .await;
+                codes.push(result.map(|_| Code::Ok).unwrap_or_else(|s| s.code()));
+            }
+            codes
+        }
+    });
+    let terminate = async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        super::set_status(&app, &customer.uuid, pb::CustomerStatus::Terminated).await
+    };
+    let (codes, terminated) = tokio::join!(join_all(writers), terminate);
+    assert_eq!(terminated.status, pb::CustomerStatus::Terminated as i32);
+    for code in codes.into_iter().flatten() {
+        assert!(
+            matches!(code, Code::Ok | Code::FailedPrecondition),
+            "an account write answered {code:?}"
+        );
+    }
+    for account in &accounts {
+        let stored = crate::accounts::get(&app, &account.uuid).await.unwrap();
+        assert_eq!(stored.status, pb::AccountStatus::Inactive as i32);
+    }
+}
+
 crate::on_both_backends!(
     sixteen_parallel_creates_with_one_email_give_one_customer,
     sixteen_parallel_creates_with_one_company_get_unique_subdomains,
     parallel_retries_with_one_request_id_create_one_customer,
     two_instances_racing_on_one_database_keep_values_unique,
+    terminating_a_customer_while_its_accounts_are_written_never_fails_inside,
 );
