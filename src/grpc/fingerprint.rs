@@ -138,7 +138,7 @@ mod tests {
                 &accept("t", "p", "S").encode_to_vec()
             )
             .unwrap(),
-            strip(&accept("u", "q", "S"))
+            strip(&accept("t", "q", "S"))
         );
         let first = strip(&accept("t1", "first secret", "Silva"));
         assert_eq!(first, strip(&accept("t1", "other secret", "Silva")));
