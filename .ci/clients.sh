@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The client packages' smoke scenario against the release binary: builds the Python
-# package (clients/python) from this checkout into a fresh venv, runs its unit tests,
-# then runs clients/python/examples/smoke.py against `tenancy serve` on a free
-# loopback port over a fresh SQLite file. Called by .ci/run after the release build;
+# package (clients/python) from this checkout into a fresh venv and runs its unit
+# tests, starts `tenancy serve` on a free loopback port over a fresh SQLite file, and
+# runs the same scenario with clients/python/examples/smoke.py and with the Rust
+# example clients/rust/examples/smoke.rs. Called by .ci/run after the release build;
 # by hand: `cargo build --release && bash .ci/clients.sh`.
 # Environment: TENANCY_BIN (default target/release/tenancy).
 set -euo pipefail
@@ -66,5 +67,9 @@ done
 
 echo "== Python smoke scenario"
 TENANCY_SMOKE_KEY=$KEY "$PY" "$ROOT/clients/python/examples/smoke.py" "$ADDR"
+
+echo "== Rust smoke scenario (clients/rust/examples/smoke.rs)"
+cargo build --locked --release -q -p tenancy-client --example smoke
+TENANCY_SMOKE_KEY=$KEY "$ROOT/target/release/examples/smoke" "http://$ADDR"
 
 echo "clients: all checks passed"
