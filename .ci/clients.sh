@@ -3,7 +3,8 @@
 # package (clients/python) from this checkout into a fresh venv and runs its unit
 # tests, starts `tenancy serve` on a free loopback port over a fresh SQLite file, and
 # runs the same scenario with clients/python/examples/smoke.py and with the Rust
-# example clients/rust/examples/smoke.rs. Called by .ci/run after the release build;
+# example clients/rust/examples/smoke.rs, and builds clients/node (npm ci, generated
+# TypeScript, tsc), runs its unit tests and clients/node/examples/smoke.ts. Called by .ci/run after the release build;
 # by hand: `cargo build --release && bash .ci/clients.sh`.
 # Environment: TENANCY_BIN (default target/release/tenancy).
 set -euo pipefail
@@ -71,5 +72,14 @@ TENANCY_SMOKE_KEY=$KEY "$PY" "$ROOT/clients/python/examples/smoke.py" "$ADDR"
 echo "== Rust smoke scenario (clients/rust/examples/smoke.rs)"
 cargo build --locked --release -q -p tenancy-client --example smoke
 TENANCY_SMOKE_KEY=$KEY "$ROOT/target/release/examples/smoke" "http://$ADDR"
+
+echo "== Node: npm ci, generate from proto/ (buf + protoc-gen-es), tsc, unit tests, smoke scenario"
+(
+    cd "$ROOT/clients/node"
+    npm ci --no-audit --no-fund --loglevel=error
+    npm run --silent build
+    npm test --silent
+    TENANCY_SMOKE_KEY=$KEY node dist/examples/smoke.js "http://$ADDR"
+)
 
 echo "clients: all checks passed"
