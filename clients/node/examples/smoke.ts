@@ -1,10 +1,9 @@
 /**
  * The clients' smoke scenario through @tenancy/client (.ci/clients.sh):
  * `node dist/examples/smoke.js http://HOST:PORT`, the API key in TENANCY_SMOKE_KEY.
- * (No health check yet: the package does not generate grpc.health.v1.)
  */
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, StatusDetails, connect, pb, retryCreate } from "../src/index.js";
+import { Code, ConnectError, ServingStatus, StatusDetails, connect, pb, retryCreate } from "../src/index.js";
 
 const PASSWORD = "correct horse battery staple 42";
 
@@ -17,6 +16,10 @@ function check(condition: unknown, message: string): void {
 
 const client = connect(process.argv[2], process.env.TENANCY_SMOKE_KEY ?? "", { timeoutMs: 10_000 });
 const tag = randomBytes(5).toString("hex");
+
+const health = await client.health.check({});
+check(health.status === ServingStatus.SERVING, `health is ${ServingStatus[health.status]}`);
+console.log("ok   node: health SERVING");
 
 // The first attempt reaches the server but its answer is "lost": the helper retries
 // with the same requestId and gets the customer the first one made.

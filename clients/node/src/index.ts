@@ -22,12 +22,14 @@ import {
   type PreconditionFailure_Violation,
   type QuotaFailure_Violation,
 } from "../gen/google/rpc/error_details_pb.js";
+import { Health } from "../gen/health/v1/health_pb.js";
 import { AccountService } from "../gen/tenancy/v1/account_service_pb.js";
 import { CustomerService } from "../gen/tenancy/v1/customer_service_pb.js";
 import { EventService } from "../gen/tenancy/v1/event_service_pb.js";
 import { UserService } from "../gen/tenancy/v1/user_service_pb.js";
 
 export * as pb from "./pb.js";
+export { HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/health/v1/health_pb.js";
 export { Code, ConnectError };
 
 /** The key cannot be sent as a header value (empty, or not visible ASCII). */
@@ -63,6 +65,8 @@ export interface TenancyClient {
   customers: Client<typeof CustomerService>;
   accounts: Client<typeof AccountService>;
   events: Client<typeof EventService>;
+  /** `grpc.health.v1.Health` (it needs no key; sending one does no harm). */
+  health: Client<typeof Health>;
   transport: Transport;
 }
 
@@ -79,6 +83,7 @@ export function connect(baseUrl: string, key: string, options: ConnectOptions = 
     customers: createClient(CustomerService, transport),
     accounts: createClient(AccountService, transport),
     events: createClient(EventService, transport),
+    health: createClient(Health, transport),
     transport,
   };
 }
