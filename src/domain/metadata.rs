@@ -14,10 +14,14 @@ pub const MAX_METADATA_STRING_LEN: usize = 500;
 /// Members of one nested object or array. SPEC bounds only the top level; the same
 /// bound on a nested value keeps one key from holding an unbounded list.
 pub const MAX_METADATA_NESTED_MEMBERS: usize = 50;
+/// The whole object, as compact JSON in UTF-8. The other bounds alone allow 50 keys of
+/// 50 strings of 500 characters each (megabytes); metadata is a small annotation that
+/// rides along on every read of its customer or account, and every event about it.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Validates metadata: at most 50 keys of 1..40 characters, values scalars (string ≤ 500
 /// characters, number, bool, null) or one level of object or array whose members are
-/// scalars. Violations name `{field}` (too many keys) or `{field}.{key}`. `None` is an
+/// scalars, and at most 16 KiB as compact JSON in all. Violations name `{field}` (too many keys) or `{field}.{key}`. `None` is an
 /// empty object.
 pub fn parse_metadata(field: &str, object: Option<&JsonObject>) -> Result<JsonObject> {
     let Some(object) = object else {
@@ -47,6 +51,13 @@ pub fn parse_metadata(field: &str, object: Option<&JsonObject>) -> Result<JsonOb
         if let Err(description) = check_value(value) {
             violations.add(path, description);
         }
+    }
+    let size = serde_json::to_string(object).map_or(usize::MAX, |json| json.len());
+    if size > MAX_METADATA_BYTES {
+        violations.add(
+            field,
+            format!("must be at most {MAX_METADATA_BYTES} bytes as JSON in all, is {size}"),
+        );
     }
     violations.finish()?;
     Ok(object.clone())
@@ -119,6 +130,23 @@ mod tests {
             Value::Object(map) => map,
             _ => panic!("test input must be an object"),
         }
+    }
+
+    #[test]
+    fn the_whole_object_is_bounded_in_bytes() {
+        // 40 keys of 500 two-byte characters: every key and value is within its own
+        // bound, the whole is about 40 KB.
+        let big: JsonObject = (0..40)
+            .map(|i| (format!("k{i}"), Value::String("ü".repeat(500))))
+            .collect();
+        assert_eq!(
+            fields_of(parse_metadata("customer_metadata", Some(&big))),
+            ["customer_metadata"]
+        );
+        let small: JsonObject = (0..10)
+            .map(|i| (format!("k{i}"), Value::String("ü".repeat(500))))
+            .collect();
+        assert!(parse_metadata("customer_metadata", Some(&small)).is_ok());
     }
 
     fn fields_of(result: Result<JsonObject>) -> Vec<String> {

@@ -205,6 +205,28 @@ async fn metadata_is_bounded_and_at_most_one_level_deep(backend: Backend) {
     });
     let status = try_create(&app, many).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["customer.customer_metadata"]);
+
+    // 40 keys of 500 two-byte characters: each within its bounds, 40 KB in all
+    // (over 16 KiB), with a bad email in the same request.
+    let mut heavy = personal("not an email");
+    let entries: Vec<(String, Value)> = (0..40)
+        .map(|i| (format!("k{i}"), string(&"ü".repeat(500))))
+        .collect();
+    heavy.customer_metadata = Some(Struct {
+        fields: entries.into_iter().collect(),
+    });
+    let status = try_create(&app, heavy).await.unwrap_err();
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(fields, ["customer.customer_metadata", "customer.email"]);
+    let mut light = personal(&unique_email("meta"));
+    let entries: Vec<(String, Value)> = (0..15)
+        .map(|i| (format!("k{i}"), string(&"ü".repeat(500))))
+        .collect();
+    light.customer_metadata = Some(Struct {
+        fields: entries.into_iter().collect(),
+    });
+    create(&app, light).await;
 }
 
 async fn limits_are_non_negative_integers(backend: Backend) {
