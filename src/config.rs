@@ -89,6 +89,12 @@ pub struct CommonArgs {
     /// Log format: human-readable text or one JSON object per line. RUST_LOG filters.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Bytes of log lines held in memory for the writer thread (at least 65536). When
+    /// stderr stalls and they are full, new lines are dropped and counted, never
+    /// waited for; a warning gives the count once stderr drains.
+    #[arg(long, env = "TENANCY_LOG_BUFFER_BYTES",
+          default_value_t = crate::telemetry::DEFAULT_MAX_BUFFERED_BYTES, global = true)]
+    pub log_buffer_bytes: usize,
 }
 
 impl CommonArgs {

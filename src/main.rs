@@ -50,7 +50,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _log_writer = telemetry::init(cli.common.log_format);
+    let _log_writer = telemetry::init(cli.common.log_format, cli.common.log_buffer_bytes);
     let result = match &cli.command {
         Command::Serve(serve) => match tokio::net::TcpListener::bind(serve.listen).await {
             Ok(listener) => {

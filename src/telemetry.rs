@@ -3,7 +3,10 @@
 
 use std::{
     io::Write as _,
-    sync::{Arc, Condvar, Mutex, PoisonError},
+    sync::{
+        Arc, Condvar, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     thread::JoinHandle,
     time::Duration,
 };
@@ -16,9 +19,10 @@ use crate::config::LogFormat;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// A buffer this full is written at once rather than at the next interval.
 const FLUSH_BYTES: usize = 64 * 1024;
-/// A buffer this full makes loggers wait until it is written (stderr blocked, say, by
-/// a reader that stopped reading): lines are never dropped, and memory stays bounded.
-const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
+/// The default bound of the buffer (`--log-buffer-bytes`).
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
+/// The smallest bound accepted: a few hundred lines.
+pub const MIN_MAX_BUFFERED_BYTES: usize = 64 * 1024;
 
 /// Installs the global subscriber; a second call is a no-op (tests spawn many servers).
 ///
@@ -28,12 +32,22 @@ const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 /// and one thread writes it out every `FLUSH_INTERVAL` (sooner when it fills): a line
 /// reaches stderr within 20 ms. Keep the returned guard until the process ends:
 /// dropping it writes what is buffered.
+///
+/// The buffer holds at most `max_buffered_bytes`. When stderr stalls (a reader that
+/// stopped reading, a full pipe) and the buffer is full, a logger never waits: its line
+/// is dropped and counted, so RPCs go on. Once the buffer drains again, one warning
+/// says how many lines were dropped.
 #[must_use = "buffered lines are written when the guard is dropped"]
-pub fn init(format: LogFormat) -> Option<LogGuard> {
+pub fn init(format: LogFormat, max_buffered_bytes: usize) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let writer = BufferedStderr::default();
+    let writer = BufferedStderr {
+        shared: Arc::new(Shared {
+            max_bytes: max_buffered_bytes.max(MIN_MAX_BUFFERED_BYTES),
+            ..Shared::default()
+        }),
+    };
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(writer.clone())
@@ -87,7 +101,7 @@ impl Drop for LogGuard {
 }
 
 /// The `MakeWriter` of the subscriber: every line is appended to the shared buffer.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct BufferedStderr {
     shared: Arc<Shared>,
 }
@@ -97,8 +111,10 @@ struct Shared {
     buffer: Mutex<Buffer>,
     /// Tells the writer thread the buffer is full or closed.
     wake: Condvar,
-    /// Tells waiting loggers the buffer was taken.
-    drained: Condvar,
+    /// The most bytes the buffer holds; a line that does not fit is dropped.
+    max_bytes: usize,
+    /// Lines dropped since the last report.
+    dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -126,7 +142,16 @@ impl Shared {
             let closed = buffer.closed;
             std::mem::swap(&mut buffer.bytes, &mut spare);
             drop(buffer);
-            self.drained.notify_all();
+            // The buffer is empty now, so the report fits; it is written with the
+            // next batch. (A stderr still stalled holds this thread in `write_out`,
+            // and lines go on being counted until it returns.)
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "the log buffer was full (stderr not drained): lines were dropped"
+                );
+            }
             self.write_out(std::mem::take(&mut spare));
             if closed {
                 // Lines logged after the guard was dropped are written directly.
@@ -162,13 +187,13 @@ struct LineWriter<'a> {
 impl std::io::Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut buffer = self.shared.lock();
-        while buffer.bytes.len() >= MAX_BUFFERED_BYTES && !buffer.closed {
+        if !buffer.closed && buffer.bytes.len() + bytes.len() > self.shared.max_bytes {
+            // Full: stderr is not keeping up. Waiting would stall the RPC that logs
+            // (and, with it, every RPC), so the line is dropped and counted.
+            drop(buffer);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.wake.notify_one();
-            buffer = self
-                .shared
-                .drained
-                .wait(buffer)
-                .unwrap_or_else(PoisonError::into_inner);
+            return Ok(bytes.len());
         }
         if buffer.closed {
             drop(buffer);

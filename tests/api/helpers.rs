@@ -408,7 +408,10 @@ pub async fn spawn_observed_app_on(database: DatabaseSettings, serve: ServeArgs)
 pub async fn spawn_app_on(database: DatabaseSettings, serve: ServeArgs) -> TestApp {
     if std::env::var("TEST_LOG").as_deref() == Ok("1") {
         // Kept for the whole test process: its writer thread then writes every line.
-        std::mem::forget(tenancy::telemetry::init(tenancy::config::LogFormat::Text));
+        std::mem::forget(tenancy::telemetry::init(
+            tenancy::config::LogFormat::Text,
+            tenancy::telemetry::DEFAULT_MAX_BUFFERED_BYTES,
+        ));
     }
     let (address, shutdown, server) = start_server(database.clone(), serve).await;
     let channel = Endpoint::from_shared(format!("http://{address}"))

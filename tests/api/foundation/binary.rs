@@ -522,3 +522,95 @@ async fn the_keys_command_creates_lists_and_revokes_keys(backend: Backend) {
 }
 
 crate::on_both_backends!(the_keys_command_creates_lists_and_revokes_keys);
+
+/// A free loopback port (bound, then released for the child to bind).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_stderr_is_not_drained_keeps_answering_and_counts_dropped_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut env = FAST_ARGON2.to_vec();
+    env.push(("TENANCY_ADMIN_KEY", ADMIN_KEY));
+    // The smallest buffer: with a pipe nobody reads (64 KiB on Linux) it is full after
+    // a few hundred RPCs.
+    env.push(("TENANCY_LOG_BUFFER_BYTES", "65536"));
+    let mut child = tenancy()
+        .args([
+            "serve",
+            "--listen",
+            &address.to_string(),
+            "--log-format",
+            "json",
+        ])
+        .env("DATABASE_URL", sqlite_url(&dir))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start tenancy serve");
+    // Held, never read until the RPCs are done.
+    let stderr = child.stderr.take().expect("stderr piped");
+    let server = Server {
+        child,
+        address,
+        stdout: Lines::default(),
+        stderr: Lines::default(),
+        readers: Vec::new(),
+    };
+    server.wait_until_serving().await;
+
+    // Each GetUser logs an info line of ~250 bytes: 3,000 of them are over ten times
+    // what the pipe and the buffer hold together.
+    let mut users = server.users(ADMIN_KEY);
+    let started = Instant::now();
+    let mut answered = 0;
+    for _ in 0..3_000 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            users.get_user(get_by_email("nobody@example.com")),
+        )
+        .await;
+        match answer {
+            Ok(Err(status)) if status.code() == Code::NotFound => answered += 1,
+            other => panic!(
+                "RPC {answered} after {:?} with stderr not drained: {other:?}",
+                started.elapsed()
+            ),
+        }
+    }
+    let took = started.elapsed();
+
+    // Once stderr is read again, the lines dropped meanwhile are counted in one line.
+    let (lines, reader) = collect_lines(stderr);
+    let reported = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let dropped = lines.lock().unwrap().iter().find_map(|line| {
+                let log: serde_json::Value = serde_json::from_str(line).ok()?;
+                log["message"]
+                    .as_str()?
+                    .contains("lines were dropped")
+                    .then(|| log["dropped"].as_u64())?
+            });
+            if let Some(dropped) = dropped {
+                return dropped;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    server.terminate();
+    let mut server = server;
+    let _ = tokio::time::timeout(Duration::from_secs(15), server.child.wait()).await;
+    reader.abort();
+
+    eprintln!("3,000 RPCs with stderr not drained took {took:?}; dropped lines: {reported:?}");
+    assert_eq!(answered, 3_000);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let dropped = reported.expect("a line reports the dropped lines once stderr drains");
+    assert!(dropped > 0 && dropped <= 3_000, "dropped {dropped}");
+}
