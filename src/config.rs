@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{
     app::EventSettings,
     cache::CacheSettings,
+    grpc::request_limits::RequestLimits,
     hashing::{Argon2Settings, HashingGate},
     store::{DatabaseSettings, ThrottlePolicy},
 };
@@ -194,6 +195,21 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_HTTP2_KEEPALIVE_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub http2_keepalive_timeout: u64,
+    /// Streams (RPCs, open event streams included) one HTTP/2 connection may have open
+    /// at once; the client queues more until one ends.
+    #[arg(long, env = "TENANCY_MAX_CONCURRENT_STREAMS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// RPCs this process works on at once, over all connections (open streams do not
+    /// count); past it, UNAVAILABLE at once (health checks are never refused).
+    #[arg(long, env = "TENANCY_MAX_IN_FLIGHT", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+    /// Seconds an RPC may take to answer; past it, DEADLINE_EXCEEDED. A stream's
+    /// setup is bounded, the open stream is not.
+    #[arg(long, env = "TENANCY_REQUEST_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
     /// Seconds a client gets to complete the TLS handshake before it is disconnected.
     #[arg(long, env = "TENANCY_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -273,6 +289,13 @@ impl ServeArgs {
         CacheSettings {
             capacity: self.cache_capacity,
             staleness: Duration::from_millis(self.cache_staleness_ms.max(1)),
+        }
+    }
+
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_in_flight: usize::try_from(self.max_in_flight.max(1)).unwrap_or(usize::MAX),
+            timeout: Duration::from_secs(self.request_timeout.max(1)),
         }
     }
 

@@ -12,7 +12,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     app::{App, AppSettings, api_keys::bootstrap_admin_key},
     config::ServeArgs,
-    grpc::{self, auth::AuthLayer, input::InputCheckLayer, pb, request_log::RequestLogLayer},
+    grpc::{
+        self, auth::AuthLayer, input::InputCheckLayer, pb, request_limits::RequestLimitsLayer,
+        request_log::RequestLogLayer,
+    },
     hashing::PasswordHasher,
     store::{DatabaseSettings, Store, ThrottlePolicy},
 };
@@ -144,7 +147,8 @@ pub async fn run_on(
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(
             serve.http2_keepalive_timeout.max(1),
-        )));
+        )))
+        .max_concurrent_streams(Some(serve.max_concurrent_streams.max(1)));
     if let Some(tls) = tls_config(&serve)? {
         builder = builder.tls_config(tls)?;
     }
@@ -170,6 +174,9 @@ pub async fn run_on(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(RequestLogLayer)
+                // Before the key check, so a shed RPC costs no key lookup; inside the
+                // log, so timed-out and shed RPCs are logged with their code.
+                .layer(RequestLimitsLayer::new(serve.request_limits()))
                 .layer(AuthLayer::new(app.clone()))
                 .layer(InputCheckLayer::new(max_request)?),
         )

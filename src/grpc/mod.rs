@@ -12,6 +12,7 @@ pub mod input;
 mod limits;
 mod members;
 pub mod pb;
+pub mod request_limits;
 pub mod request_log;
 pub mod status;
 mod users;

@@ -4,6 +4,7 @@
 mod input;
 mod retries;
 mod secrets;
+mod server_limits;
 mod sign_in;
 
 use sea_orm::{ConnectionTrait as _, Database, QueryResult, Statement};
