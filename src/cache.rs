@@ -228,8 +228,12 @@ pub struct Caches {
     pub access: DependentCache<(Id, MembershipTarget), AccessFacts>,
     /// Confirmed by the key watch (revocations write no event).
     pub key_revocations: Freshness,
-    /// Live keys by digest; unknown and revoked keys are never stored.
+    /// Live keys by digest; unknown and revoked keys are never stored here.
     pub keys: DependentCache<String, Caller>,
+    /// Digests of keys that are unknown (or revoked): refused without a read. Emptied
+    /// with `keys` when the key watch sees a key created or revoked; a cache of its own,
+    /// so a flood of made-up keys evicts only other made-up keys.
+    pub unknown_keys: DependentCache<String, ()>,
     /// The ids of revoked keys as the key watch last read them: open streams end when
     /// their key appears here.
     pub revoked_keys: tokio::sync::watch::Sender<Arc<HashSet<Id>>>,
@@ -244,6 +248,7 @@ impl Caches {
             access: DependentCache::new(settings.capacity),
             key_revocations: Freshness::new(settings.staleness),
             keys: DependentCache::new(settings.capacity),
+            unknown_keys: DependentCache::new(settings.capacity),
             revoked_keys: tokio::sync::watch::Sender::new(Arc::default()),
         }
     }
@@ -256,12 +261,13 @@ impl Caches {
     }
 
     /// `(name, counters)` of each cache, for the periodic log line.
-    pub fn stats(&self) -> [(&'static str, CacheStats); 4] {
+    pub fn stats(&self) -> [(&'static str, CacheStats); 5] {
         [
             ("customers", self.customers.stats()),
             ("limits", self.limits.stats()),
             ("access", self.access.stats()),
             ("keys", self.keys.stats()),
+            ("unknown_keys", self.unknown_keys.stats()),
         ]
     }
 }

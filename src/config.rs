@@ -177,7 +177,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(10..))]
     pub event_poll_interval_ms: u64,
     /// Entries each in-process cache (customers, effective limits, access facts, API
-    /// keys) holds at most, least recently used evicted first; 0 turns caching off.
+    /// keys, unknown API keys) holds at most, least recently used evicted first; 0 turns caching off.
     #[arg(long, env = "TENANCY_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: usize,
     /// Milliseconds: no cached answer (and no cached API key) reflects the database as of

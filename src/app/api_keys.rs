@@ -94,29 +94,36 @@ pub async fn bootstrap_admin_key(store: &Store, given: Option<&str>) -> Result<O
 
 impl App {
     /// The caller a bearer key belongs to; unknown and revoked keys are refused alike.
-    /// Live keys are answered from memory; a key revoked by any process stops working
-    /// here within the cache's staleness bound.
+    /// Live keys are answered from memory, and so are unknown ones (a client retrying
+    /// a bad key, or a flood of made-up ones, costs no read each): a key revoked by any
+    /// process stops working here, and a key created by any process starts working,
+    /// within the cache's staleness bound.
     pub async fn authenticate_key(&self, secret: &str) -> Result<Caller> {
+        const INVALID: Error = Error::Unauthenticated("the API key is not valid");
         let digest = api_key::digest(secret);
-        let keys = &self.caches.keys;
-        if let Some(caller) = keys.get(&digest, self.caches.key_revocations.is_fresh()) {
+        let (keys, unknown) = (&self.caches.keys, &self.caches.unknown_keys);
+        let fresh = self.caches.key_revocations.is_fresh();
+        if let Some(caller) = keys.get(&digest, fresh) {
             return Ok(caller);
         }
-        let ticket = keys.ticket();
-        let caller = self
-            .store
-            .caller_by_digest(&digest)
-            .await?
-            .ok_or(Error::Unauthenticated("the API key is not valid"))?;
+        if unknown.get(&digest, fresh).is_some() {
+            return Err(INVALID);
+        }
+        let (ticket, unknown_ticket) = (keys.ticket(), unknown.ticket());
+        let Some(caller) = self.store.caller_by_digest(&digest).await? else {
+            unknown.insert(unknown_ticket, digest, (), Vec::new());
+            return Err(INVALID);
+        };
         keys.insert(ticket, digest, caller.clone(), vec![caller.key_id]);
         Ok(caller)
     }
 }
 
-/// Polls the revocation count every `every`: any change (a key revoked by this or
-/// another process, the CLI included) empties the key cache and publishes the revoked
-/// ids to open streams, and each poll confirms the cache's freshness as of its start.
-/// Keys are few and revocations rare, so emptying the cache costs one read per live key.
+/// Polls the key and revocation counts every `every`: any change (a key created or
+/// revoked by this or another process, the CLI included) empties the caches of live
+/// and of unknown keys and publishes the revoked ids to open streams, and each poll
+/// confirms the caches' freshness as of its start. Keys are few and their changes rare,
+/// so emptying the caches costs one read per key in use.
 pub(crate) async fn watch_revocations(
     store: Store,
     caches: Arc<Caches>,
@@ -153,12 +160,14 @@ pub(crate) async fn watch_revocations(
 async fn poll_revocations(
     store: &Store,
     caches: &Caches,
-    seen: &mut Option<(i64, Option<i64>)>,
+    seen: &mut Option<(i64, i64, Option<i64>)>,
 ) -> Result<()> {
-    let state = store.api_key_revocations().await?;
-    // Also on the first poll: a key cached before it may have been revoked in between.
+    let state = store.api_key_changes().await?;
+    // Also on the first poll: a key cached before it may have been revoked (or an
+    // unknown one created) in between.
     if *seen != Some(state) {
         caches.keys.clear();
+        caches.unknown_keys.clear();
         let revoked = store.revoked_api_key_ids().await?;
         caches.revoked_keys.send_replace(Arc::new(revoked));
         *seen = Some(state);

@@ -128,8 +128,9 @@ impl App {
         })
     }
 
-    /// The counters of each cache (`customers`, `limits`, `access`, `keys`).
-    pub fn cache_stats(&self) -> [(&'static str, CacheStats); 4] {
+    /// The counters of each cache (`customers`, `limits`, `access`, `keys`,
+    /// `unknown_keys`).
+    pub fn cache_stats(&self) -> [(&'static str, CacheStats); 5] {
         self.caches.stats()
     }
 

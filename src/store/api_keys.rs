@@ -118,7 +118,7 @@ impl Store {
     }
 
     /// Revokes a key. Servers verify keys from memory: it stops working on every instance
-    /// within their cache staleness bound (they poll `api_key_revocations`).
+    /// within their cache staleness bound (they poll `api_key_changes`).
     pub async fn revoke_api_key(&self, id: Id) -> Result<ApiKey> {
         let tx = self.begin().await?;
         let row = api_key::Entity::find_by_id(id.uuid())
@@ -161,21 +161,24 @@ impl Store {
         Ok(rows.into_iter().map(|row| Id::from_uuid(row.id)).collect())
     }
 
-    /// `(revoked keys, latest revoke_time)`: changes whenever a key is revoked, so a
-    /// cache of live keys polls it to learn of revocations by any process. Both are
-    /// compared, as instances' clocks may disagree about the latest time.
-    pub async fn api_key_revocations(&self) -> Result<(i64, Option<i64>)> {
+    /// `(keys, revoked keys, latest revoke_time)`: changes whenever a key is created or
+    /// revoked (keys are never deleted), so the caches of live and of unknown keys poll
+    /// it to learn of creations and revocations by any process. The count and the time
+    /// are both compared, as instances' clocks may disagree about the latest time.
+    pub async fn api_key_changes(&self) -> Result<(i64, i64, Option<i64>)> {
         use sea_orm::Statement;
         let statement = Statement::from_string(
             self.backend(),
-            "SELECT COUNT(revoke_time) AS revoked, MAX(revoke_time) AS latest FROM api_keys",
+            "SELECT COUNT(*) AS total, COUNT(revoke_time) AS revoked, \
+             MAX(revoke_time) AS latest FROM api_keys",
         );
         let row = self
             .query_one(statement)
             .await?
             .ok_or_else(|| Error::internal("an aggregate returned no row"))?;
+        let total: i64 = row.try_get("", "total").map_err(db_error)?;
         let revoked: i64 = row.try_get("", "revoked").map_err(db_error)?;
         let latest: Option<i64> = row.try_get("", "latest").map_err(db_error)?;
-        Ok((revoked, latest))
+        Ok((total, revoked, latest))
     }
 }

@@ -102,4 +102,63 @@ async fn a_key_revoked_by_the_cli_stops_working_on_every_instance_within_the_bou
     }
 }
 
-crate::on_both_backends!(a_key_revoked_by_the_cli_stops_working_on_every_instance_within_the_bound,);
+async fn a_repeated_unknown_key_costs_at_most_one_database_read(backend: Backend) {
+    let TestApps { a: _a, b } = TestApps::start(backend, test_serve_args()).await;
+    let unknown = users_of(&b, "tny_this-key-was-never-issued-0123456789");
+    let before = b.store.statements_executed();
+    let started = Instant::now();
+    for _ in 0..200 {
+        assert_eq!(probe(&unknown).await, Code::Unauthenticated);
+    }
+    let statements = b.store.statements_executed() - before;
+    let took = started.elapsed();
+
+    // One key lookup; the rest are the instance's own polls (the key watch and the
+    // event feed, a few each per second).
+    eprintln!("200 calls with one unknown key ran {statements} statements in {took:?}");
+    let polls = 4 * (took.as_secs() + 1);
+    assert!(
+        statements <= 1 + polls,
+        "200 calls with one unknown key ran {statements} statements in {took:?}: \
+         unknown keys not cached"
+    );
+}
+
+async fn a_key_created_after_it_was_refused_as_unknown_works_within_the_bound(backend: Backend) {
+    let TestApps { a, b } = TestApps::start(backend, test_serve_args()).await;
+    let secret = format!("tny_{}", ulid::Ulid::new());
+    let (on_a, on_b) = (users_of(&a, &secret), users_of(&b, &secret));
+    // Refused, and remembered as unknown, on both instances.
+    let refused = [probe(&on_a).await, probe(&on_b).await];
+    let refused_again = [probe(&on_a).await, probe(&on_b).await];
+    // As a second instance started with it as its TENANCY_ADMIN_KEY would.
+    a.store
+        .create_api_key(
+            "created late",
+            &["users.read".to_string()],
+            &tenancy::domain::api_key::digest(&secret),
+        )
+        .await
+        .expect("create the key");
+    let created = Instant::now();
+
+    assert_eq!(refused, [Code::Unauthenticated, Code::Unauthenticated]);
+    assert_eq!(
+        refused_again,
+        [Code::Unauthenticated, Code::Unauthenticated]
+    );
+    for (name, users) in [("A", &on_a), ("B", &on_b)] {
+        seen_within_bound(
+            &format!("instance {name} accepts the new key"),
+            created,
+            || async { probe(users).await == Code::NotFound },
+        )
+        .await;
+    }
+}
+
+crate::on_both_backends!(
+    a_key_revoked_by_the_cli_stops_working_on_every_instance_within_the_bound,
+    a_repeated_unknown_key_costs_at_most_one_database_read,
+    a_key_created_after_it_was_refused_as_unknown_works_within_the_bound,
+);
