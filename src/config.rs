@@ -9,7 +9,7 @@ use crate::{
     cache::CacheSettings,
     grpc::request_limits::RequestLimits,
     hashing::{Argon2Settings, HashingGate},
-    store::{DatabaseSettings, ThrottlePolicy},
+    store::{ConnectionLimits, DatabaseSettings, ThrottlePolicy},
 };
 
 /// tenancy: the source of truth for customers, accounts, users and memberships.
@@ -87,6 +87,21 @@ pub struct CommonArgs {
         global = true
     )]
     pub db_acquire_timeout: u64,
+    /// Milliseconds a single-statement read (PostgreSQL) may wait for its answer; past
+    /// it, UNAVAILABLE and the connection is dropped. Also those connections'
+    /// `statement_timeout`.
+    #[arg(long, env = "TENANCY_DB_READ_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_read_timeout_ms: u64,
+    /// Seconds a database connection may stay idle before it is closed instead of
+    /// reused.
+    #[arg(long, env = "TENANCY_DB_MAX_IDLE", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_max_idle: u64,
+    /// Seconds a database connection may be used before it is closed and replaced.
+    #[arg(long, env = "TENANCY_DB_MAX_AGE", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_max_age: u64,
     /// Log format: human-readable text or one JSON object per line. RUST_LOG filters.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -104,6 +119,11 @@ impl CommonArgs {
             url: self.database_url.clone(),
             max_connections: self.db_max_connections.max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout.max(1)),
+            limits: ConnectionLimits {
+                read_timeout: Duration::from_millis(self.db_read_timeout_ms.max(1)),
+                max_idle: Duration::from_secs(self.db_max_idle.max(1)),
+                max_age: Duration::from_secs(self.db_max_age.max(1)),
+            },
         }
     }
 }

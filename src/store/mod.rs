@@ -47,6 +47,30 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long an RPC waits for a connection before it answers `UNAVAILABLE`.
     pub acquire_timeout: Duration,
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds on database connections beyond their number.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// How long a point read (PostgreSQL) may wait for its answer: past it the read
+    /// answers `UNAVAILABLE` and its connection is dropped, not reused. It is also the
+    /// point-read connections' `statement_timeout`.
+    pub read_timeout: Duration,
+    /// A connection idle longer than this is closed rather than reused.
+    pub max_idle: Duration,
+    /// A connection open longer than this is closed rather than reused.
+    pub max_age: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            read_timeout: Duration::from_secs(5),
+            max_idle: Duration::from_secs(60),
+            max_age: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// The database handle every use case goes through.
@@ -175,6 +199,8 @@ impl Store {
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
             .connect_timeout(settings.acquire_timeout)
+            .idle_timeout(settings.limits.max_idle)
+            .max_lifetime(settings.limits.max_age)
             .sqlx_logging(false)
             // A ping per checkout doubles the round trips of a point read. A connection
             // left dead by an outage is found by the read itself instead, which
@@ -208,6 +234,7 @@ impl Store {
                 &settings.url,
                 point_read_connections,
                 settings.acquire_timeout,
+                settings.limits,
             )
             .map_err(db_error)?;
             Some(Arc::new(reads))
@@ -611,9 +638,11 @@ fn is_unavailable(err: &DbErr) -> bool {
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
             // PostgreSQL class 08 (connection exception), 57P01..57P03 (shutdown,
-            // crash, cannot connect now); SQLite 5/6 (busy, locked).
+            // crash, cannot connect now), 57014 (cancelled: a point read's
+            // `statement_timeout`); SQLite 5/6 (busy, locked).
             code.starts_with("08")
                 || code.starts_with("57P")
+                || code == "57014"
                 || code == "5"
                 || code == "6"
                 || code == "517"

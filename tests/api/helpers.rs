@@ -86,6 +86,7 @@ impl Backend {
             url,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            limits: Default::default(),
         }
     }
 }
@@ -239,6 +240,7 @@ async fn postgres_database(admin_url: &str) -> String {
                 url: with_database(admin_url, &name),
                 max_connections: 2,
                 acquire_timeout: Duration::from_secs(5),
+                limits: Default::default(),
             };
             let store = Store::connect(&settings)
                 .await

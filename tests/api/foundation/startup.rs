@@ -39,6 +39,7 @@ async fn untouched_database(backend: &Backend) -> DatabaseSettings {
         url,
         max_connections: 4,
         acquire_timeout: Duration::from_secs(3),
+        limits: Default::default(),
     }
 }
 
