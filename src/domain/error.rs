@@ -69,6 +69,14 @@ pub enum Error {
     /// A position outside what is kept (events resumed before the oldest one kept).
     #[error("{0}")]
     OutOfRange(String),
+    /// The server is working on as many RPCs as it may (`--max-in-flight`); this one
+    /// was refused before any work was done for it, so retrying later may succeed.
+    #[error("the server is overloaded: {max_in_flight} RPCs are in flight")]
+    Overloaded { max_in_flight: usize },
+    /// The RPC did not finish within the server's request timeout; what it had not
+    /// committed was rolled back.
+    #[error("the RPC did not finish within the request timeout of {} ms", .timeout.as_millis())]
+    DeadlineExceeded { timeout: std::time::Duration },
     /// The database cannot be reached; retrying later may succeed.
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::domain::Error;
+
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
     /// RPCs this process works on at once; more are shed.
@@ -95,11 +97,9 @@ where
             match self.in_flight.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    let status = Status::unavailable(format!(
-                        "the server is overloaded: {} RPCs are in flight \
-                         (--max-in-flight); retry with backoff",
-                        limits.max_in_flight
-                    ));
+                    let status = Status::from(Error::Overloaded {
+                        max_in_flight: limits.max_in_flight,
+                    });
                     return Box::pin(async move { Ok(status.into_http()) });
                 }
             }
@@ -110,11 +110,9 @@ where
             match answered {
                 Ok(result) => result,
                 // The RPC's future is dropped: what it had not committed is rolled back.
-                Err(_) => Ok(Status::deadline_exceeded(format!(
-                    "the RPC did not finish within the server's request timeout of {} ms \
-                     (--request-timeout); a write may or may not have taken effect",
-                    limits.timeout.as_millis()
-                ))
+                Err(_) => Ok(Status::from(Error::DeadlineExceeded {
+                    timeout: limits.timeout,
+                })
                 .into_http()),
             }
         })

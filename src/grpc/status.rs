@@ -98,6 +98,37 @@ impl From<Error> for Status {
                 ErrorDetails::with_quota_failure_violation(subject, description),
             ),
             Error::OutOfRange(message) => Status::out_of_range(message),
+            Error::Overloaded { max_in_flight } => Status::with_error_details(
+                Code::Unavailable,
+                format!(
+                    "the server is overloaded: {max_in_flight} RPCs are in flight \
+                     (--max-in-flight); nothing was done, retry with backoff"
+                ),
+                {
+                    let mut details =
+                        ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100)));
+                    details.set_error_info(
+                        "SERVER_OVERLOADED",
+                        ERROR_DOMAIN,
+                        [("max_in_flight".to_string(), max_in_flight.to_string())],
+                    );
+                    details
+                },
+            ),
+            Error::DeadlineExceeded { timeout } => Status::with_error_details(
+                Code::DeadlineExceeded,
+                format!(
+                    "the RPC did not finish within the server's request timeout of {} ms \
+                     (--request-timeout); what it had not committed was rolled back, so a \
+                     write may or may not have taken effect",
+                    timeout.as_millis()
+                ),
+                ErrorDetails::with_error_info(
+                    "REQUEST_TIMEOUT",
+                    ERROR_DOMAIN,
+                    [("timeout_ms".to_string(), timeout.as_millis().to_string())],
+                ),
+            ),
             Error::Unavailable(cause) => {
                 let request_id = current_request_id();
                 tracing::warn!(%request_id, error = %chain(cause.as_ref()), "database unavailable");

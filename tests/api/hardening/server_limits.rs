@@ -9,7 +9,7 @@ use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
-    helpers::{Backend, GOOD_PASSWORD, TestApp, spawn_app_with, unique_email},
+    helpers::{Backend, GOOD_PASSWORD, TestApp, error_reason, spawn_app_with, unique_email},
     users::{create, create_request, new_user},
 };
 
@@ -58,6 +58,7 @@ async fn a_unary_rpc_past_the_request_timeout_ends_with_deadline_exceeded(backen
         status.message().contains("request timeout"),
         "a clear message: {status:?}"
     );
+    assert_eq!(error_reason(&status).as_deref(), Some("REQUEST_TIMEOUT"));
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(10),
         "answered after {took:?}"
@@ -175,6 +176,7 @@ async fn rpcs_past_the_in_flight_limit_are_shed_but_health_answers(backend: Back
     let after = get_nobody(&app).await;
 
     assert!(shed.message().contains("overloaded"), "{shed:?}");
+    assert_eq!(error_reason(&shed).as_deref(), Some("SERVER_OVERLOADED"));
     assert_eq!(health.expect("health answers"), ServingStatus::Serving);
     assert!(created.expect("finished").expect("task").is_ok());
     assert_eq!(after.unwrap_err().code(), Code::NotFound);
