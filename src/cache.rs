@@ -86,6 +86,8 @@ pub struct CacheStats {
     /// Reads that went to the database because the poller had not confirmed freshness
     /// within the bound.
     pub stale: u64,
+    /// Entries dropped to make room (not by invalidation).
+    pub evictions: u64,
     pub entries: usize,
 }
 
@@ -98,6 +100,7 @@ pub struct DependentCache<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
+    evictions: AtomicU64,
 }
 
 struct Inner<K, V> {
@@ -130,6 +133,7 @@ impl<K: Hash + Eq + Clone, V: Clone> DependentCache<K, V> {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -180,7 +184,10 @@ impl<K: Hash + Eq + Clone, V: Clone> DependentCache<K, V> {
         inner.entries.insert(key, (value, depends_on));
         while inner.entries.len() > self.capacity {
             match inner.entries.remove_lru() {
-                Some((evicted, (_, ids))) => inner.unlink(&evicted, &ids),
+                Some((evicted, (_, ids))) => {
+                    inner.unlink(&evicted, &ids);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
                 None => break,
             }
         }
@@ -214,6 +221,7 @@ impl<K: Hash + Eq + Clone, V: Clone> DependentCache<K, V> {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
             entries: self.lock().entries.len(),
         }
     }
@@ -341,12 +349,20 @@ mod tests {
         cache.get(&"x", true);
         cache.get(&"x", true);
         cache.get(&"x", false);
+        // Capacity 2: the third entry evicts the least recently used; an invalidation
+        // is not an eviction.
+        cache.insert(cache.ticket(), "y", 2, vec![]);
+        cache.insert(cache.ticket(), "z", 3, vec![]);
+        let id = Id::generate();
+        cache.insert(cache.ticket(), "w", 4, vec![id]);
+        cache.invalidate(&[id]);
         assert_eq!(
             cache.stats(),
             CacheStats {
                 hits: 2,
                 misses: 1,
                 stale: 1,
+                evictions: 2,
                 entries: 1
             }
         );

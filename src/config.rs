@@ -238,6 +238,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_INVITATION_TTL_HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub invitation_ttl_hours: u64,
+    /// Address to serve Prometheus metrics on, at `/metrics` (no API key; nothing else
+    /// is served there), e.g. `0.0.0.0:9090`. Off when unset.
+    #[arg(long, env = "TENANCY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Not a setting: told the metrics listener's bound address (a test binds port 0).
+    #[arg(skip)]
+    pub metrics_bound: Option<std::sync::Arc<std::sync::OnceLock<SocketAddr>>>,
     /// Not a setting: lets a test hold the hashing workers (see `HashingGate`).
     #[arg(skip)]
     pub hashing_gate: Option<HashingGate>,

@@ -8,7 +8,7 @@ use std::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use argon2::{
@@ -16,6 +16,7 @@ use argon2::{
     password_hash::{Output, ParamsString, SaltString},
 };
 use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError, bounded};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use crate::domain::{Error, Result, password::Password};
@@ -111,7 +112,15 @@ struct Inner {
     held: Arc<AtomicUsize>,
     /// Verified against when the email is unknown, so that costs what a real check does.
     dummy_hash: String,
+    /// Seconds each job waited in the queue before a worker took it.
+    waits: Histogram,
 }
+
+/// Upper bounds, in seconds, of the queue-wait histogram: a hash takes ~10-50 ms, so
+/// waits from under one hash to the request timeout.
+const WAIT_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// One hashing worker's argon2 memory (`m_cost` KiB), allocated on its first hash and
 /// reused by every later one until the worker idles for `IDLE_RELEASE`. Allocating it
@@ -347,6 +356,7 @@ impl PasswordHasher {
                 skipped: Arc::new(AtomicU64::new(0)),
                 held,
                 dummy_hash,
+                waits: Histogram::new(WAIT_BUCKETS),
             }),
         })
     }
@@ -358,7 +368,10 @@ impl PasswordHasher {
         let (reply, answer) = oneshot::channel();
         let params = self.inner.params.clone();
         let skipped = self.inner.skipped.clone();
+        let waits = self.inner.waits.clone();
+        let queued = Instant::now();
         let job: Job = Box::new(move |memory| {
+            waits.observe(queued.elapsed().as_secs_f64());
             // The RPC that asked was dropped while this job queued: argon2's cost would
             // buy nothing, and under a flood of abandoned sign-ins starve live ones.
             if reply.is_closed() {
@@ -387,6 +400,16 @@ impl PasswordHasher {
     /// work, 0 once they have idled for `IDLE_RELEASE`.
     pub fn memory_held(&self) -> usize {
         self.inner.held.load(Ordering::Relaxed)
+    }
+
+    /// Jobs waiting for a worker now.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.jobs.len()
+    }
+
+    /// The queue waits of every job so far (a handle onto the live histogram).
+    pub fn queue_waits(&self) -> Histogram {
+        self.inner.waits.clone()
     }
 
     /// How many jobs were skipped because their caller had gone.

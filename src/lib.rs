@@ -16,6 +16,9 @@
 //!   dropped by the changes that touch them (this process's on commit, others' through
 //!   the event feed), never served older than their staleness bound.
 //!
+//! [`metrics`] serves Prometheus metrics on a listener of its own; the request-log
+//! layer counts every RPC into them.
+//!
 //! [`startup`] wires these into a server (health, reflection, TLS, graceful shutdown);
 //! [`config`] holds every setting; `main.rs` only parses, sets up telemetry and starts.
 
@@ -26,6 +29,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod hashing;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

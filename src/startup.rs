@@ -17,6 +17,7 @@ use crate::{
         request_log::RequestLogLayer,
     },
     hashing::PasswordHasher,
+    metrics::{self, Metrics},
     store::{DatabaseSettings, Store, ThrottlePolicy},
 };
 
@@ -76,10 +77,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    // A bad lockout setting is refused before the database is touched.
+    // A bad lockout setting or metrics address is refused before the database is
+    // touched.
     serve.throttle()?;
+    let metrics_listener = bind_metrics(&serve).await?;
     let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
-    run_on(store, serve, listener, shutdown).await
+    serve_on(store, serve, listener, metrics_listener, shutdown).await
+}
+
+async fn bind_metrics(serve: &ServeArgs) -> Result<Option<TcpListener>, StartupError> {
+    Ok(match serve.metrics_listen {
+        Some(address) => Some(metrics::bind(address).await?),
+        None => None,
+    })
 }
 
 /// `run` on a store that `prepare_store` returned (tests keep a clone of it to see
@@ -88,6 +98,17 @@ pub async fn run_on(
     store: Store,
     serve: ServeArgs,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let metrics_listener = bind_metrics(&serve).await?;
+    serve_on(store, serve, listener, metrics_listener, shutdown).await
+}
+
+async fn serve_on(
+    store: Store,
+    serve: ServeArgs,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let throttle = serve.throttle()?;
@@ -110,6 +131,21 @@ pub async fn run_on(
         shutting_down_rx.clone(),
     )
     .await?;
+
+    let rpc_metrics = match metrics_listener {
+        Some(listener) => {
+            let address = listener.local_addr()?;
+            if let Some(bound) = &serve.metrics_bound {
+                let _ = bound.set(address);
+            }
+            tracing::info!(%address, "serving metrics at /metrics");
+            let metrics = Arc::new(Metrics::new(&app));
+            let rpc = metrics.rpc();
+            tokio::spawn(metrics::serve(listener, metrics, shutting_down_rx.clone()));
+            Some(rpc)
+        }
+        None => None,
+    };
 
     let (reporter, _) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
@@ -173,7 +209,7 @@ pub async fn run_on(
     let server = builder
         .layer(
             tower::ServiceBuilder::new()
-                .layer(RequestLogLayer)
+                .layer(RequestLogLayer::new(rpc_metrics))
                 // Before the key check, so a shed RPC costs no key lookup; inside the
                 // log, so timed-out and shed RPCs are logged with their code.
                 .layer(RequestLimitsLayer::new(serve.request_limits()))

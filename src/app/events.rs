@@ -7,7 +7,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -52,6 +55,24 @@ pub(crate) struct EventFeed {
     tail: broadcast::Sender<Arc<Event>>,
     open: Arc<Mutex<HashMap<Id, usize>>>,
     settings: EventSettings,
+    /// The newest sequence the poller has read.
+    head: Arc<AtomicI64>,
+    /// Each open stream by its process-local number: its key and the last sequence
+    /// it sent, for the metrics' lag.
+    positions: StreamPositions,
+    next_stream: Arc<AtomicU64>,
+}
+
+/// Each open stream by its process-local number: its key, and the last sequence it
+/// sent.
+type StreamPositions = Arc<Mutex<HashMap<u64, (Id, Arc<AtomicI64>)>>>;
+
+/// How far one open stream is behind the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLag {
+    pub key: Id,
+    pub stream: u64,
+    pub events_behind: i64,
 }
 
 impl EventFeed {
@@ -69,9 +90,11 @@ impl EventFeed {
         let (_, head) = store.event_bounds().await?;
         caches.changes.confirm(started);
         let (tail, _) = broadcast::channel(TAIL_CAPACITY);
+        let head_seen = Arc::new(AtomicI64::new(head));
         tokio::spawn(poll(
             store,
             tail.clone(),
+            head_seen.clone(),
             head,
             settings.poll_interval,
             caches,
@@ -81,7 +104,32 @@ impl EventFeed {
             tail,
             open: Arc::default(),
             settings,
+            head: head_seen,
+            positions: Arc::default(),
+            next_stream: Arc::default(),
         })
+    }
+
+    pub(crate) fn head(&self) -> i64 {
+        self.head.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stream_lags(&self) -> Vec<StreamLag> {
+        let head = self.head();
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut lags: Vec<StreamLag> = positions
+            .iter()
+            .map(|(stream, (key, sent))| StreamLag {
+                key: *key,
+                stream: *stream,
+                events_behind: (head - sent.load(Ordering::Relaxed)).max(0),
+            })
+            .collect();
+        lags.sort_by_key(|lag| lag.stream);
+        lags
     }
 
     fn take_slot(&self, key: Id) -> Result<StreamSlot> {
@@ -95,9 +143,18 @@ impl EventFeed {
             )));
         }
         *count += 1;
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        let sent = Arc::new(AtomicI64::new(self.head()));
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stream, (key, sent.clone()));
         Ok(StreamSlot {
             open: self.open.clone(),
             key,
+            positions: self.positions.clone(),
+            stream,
+            sent,
         })
     }
 }
@@ -106,10 +163,18 @@ impl EventFeed {
 struct StreamSlot {
     open: Arc<Mutex<HashMap<Id, usize>>>,
     key: Id,
+    positions: StreamPositions,
+    stream: u64,
+    /// The last sequence the stream sent (shared with its `Cursor`).
+    sent: Arc<AtomicI64>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.stream);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = open.get_mut(&self.key) {
             *count = count.saturating_sub(1);
@@ -124,6 +189,7 @@ impl Drop for StreamSlot {
 async fn poll(
     store: Store,
     tail: broadcast::Sender<Arc<Event>>,
+    head: Arc<AtomicI64>,
     mut cursor: i64,
     every: Duration,
     caches: Arc<Caches>,
@@ -148,6 +214,7 @@ async fn poll(
                     // No receiver (no live stream) is not an error.
                     let _ = tail.send(Arc::new(event));
                 }
+                head.store(cursor, Ordering::Relaxed);
                 if !full {
                     caches.changes.confirm(started);
                 }
@@ -177,6 +244,8 @@ async fn poll(
 struct Cursor {
     last: i64,
     exact: bool,
+    /// `last`, where the metrics read it.
+    sent: Arc<AtomicI64>,
 }
 
 impl Cursor {
@@ -193,6 +262,7 @@ impl Cursor {
         }
         self.last = sequence;
         self.exact = true;
+        self.sent.store(sequence, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -233,7 +303,11 @@ impl App {
         let cursor = Cursor {
             last: after_sequence.max(pruned_through),
             exact: after_sequence > 0,
+            sent: slot.sent.clone(),
         };
+        cursor
+            .sent
+            .store(cursor.last.min(self.events.head()), Ordering::Relaxed);
         let (sender, receiver) = mpsc::channel(BATCH as usize);
         let revoked = self.caches.revoked_keys.subscribe();
         tokio::spawn(follow(

@@ -56,7 +56,34 @@ pub struct App {
     shutting_down: watch::Receiver<bool>,
     events: events::EventFeed,
     caches: Arc<Caches>,
+    sign_ins: Arc<SignInCounters>,
 }
+
+/// What the sign-in throttle did, since start.
+#[derive(Debug, Default)]
+struct SignInCounters {
+    /// Emails locked by a failed sign-in.
+    lockouts: std::sync::atomic::AtomicU64,
+    /// Sign-ins (and password checks) refused because their email was locked.
+    refused_locked: std::sync::atomic::AtomicU64,
+}
+
+/// A reading of the process's queues, pools, streams and caches, for the metrics.
+#[derive(Debug, Clone)]
+pub struct Vitals {
+    pub hash_queue_depth: usize,
+    pub pool: crate::store::PoolStats,
+    /// The newest event sequence this process's event feed has read.
+    pub event_head: i64,
+    /// Each open event stream: its key, a process-local number, and how many events
+    /// behind the feed's head it is.
+    pub streams: Vec<StreamLag>,
+    pub caches: [(&'static str, CacheStats); 5],
+    pub lockouts: u64,
+    pub refused_locked: u64,
+}
+
+pub use events::StreamLag;
 
 /// Settings of the use cases that are not about connections.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +152,27 @@ impl App {
             shutting_down,
             events,
             caches,
+            sign_ins: Arc::default(),
         })
+    }
+
+    /// Reads the gauges and counters the metrics report; cheap (no database call).
+    pub fn vitals(&self) -> Vitals {
+        use std::sync::atomic::Ordering::Relaxed;
+        Vitals {
+            hash_queue_depth: self.hasher.queue_depth(),
+            pool: self.store.pool_stats(),
+            event_head: self.events.head(),
+            streams: self.events.stream_lags(),
+            caches: self.caches.stats(),
+            lockouts: self.sign_ins.lockouts.load(Relaxed),
+            refused_locked: self.sign_ins.refused_locked.load(Relaxed),
+        }
+    }
+
+    /// The live histogram of password jobs' queue waits.
+    pub fn hash_queue_waits(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.hasher.queue_waits()
     }
 
     /// The counters of each cache (`customers`, `limits`, `access`, `keys`,

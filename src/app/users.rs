@@ -1,5 +1,7 @@
 //! User use cases: profile CRUD, passwords and sign-in.
 
+use std::sync::atomic::Ordering;
+
 use super::App;
 use crate::hashing::Verification;
 use crate::{
@@ -278,10 +280,16 @@ impl App {
                 return Err(error);
             }
         };
-        if !verification.matches {
-            self.store
+        if attempt == Attempt::Locked {
+            self.sign_ins.refused_locked.fetch_add(1, Ordering::Relaxed);
+        }
+        if !verification.matches
+            && self
+                .store
                 .record_sign_in_failure(email, self.throttle)
-                .await?;
+                .await?
+        {
+            self.sign_ins.lockouts.fetch_add(1, Ordering::Relaxed);
         }
         Ok(verification)
     }

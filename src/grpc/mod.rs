@@ -14,6 +14,7 @@ mod members;
 pub mod pb;
 pub mod request_limits;
 pub mod request_log;
+pub mod rpc_metrics;
 pub mod status;
 mod users;
 

@@ -90,6 +90,21 @@ pub struct Store {
     /// PostgreSQL with two connections or more: connections for single-statement
     /// reads (see `point_reads`).
     point_reads: Option<Arc<point_reads::PointReads>>,
+    /// Write transactions waiting for the SQLite writer lock or a pooled connection.
+    waiting_writers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How the database connections are used right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Pooled connections open, in use by a statement or transaction.
+    pub in_use: usize,
+    /// Pooled connections open and idle.
+    pub idle: usize,
+    /// Write transactions waiting for a connection (or SQLite's writer lock).
+    pub waiting: usize,
+    /// PostgreSQL point-read connections in use (0 where there are none).
+    pub point_reads_in_use: usize,
 }
 
 /// The SQL of a read whose text depends only on the backend, built once and then run
@@ -246,6 +261,7 @@ impl Store {
             last_event: Arc::new(watch::channel(0).0),
             statements,
             commit_observer: Arc::default(),
+            waiting_writers: Arc::default(),
         };
         Ok(store)
     }
@@ -371,7 +387,34 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// The pool's connections now, for the metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle) = match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size() as usize, pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size() as usize, pool.num_idle())
+            }
+        };
+        PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+            waiting: self.waiting_writers.load(Ordering::Relaxed),
+            point_reads_in_use: self.point_reads.as_ref().map_or(0, |r| r.in_use()),
+        }
+    }
+
     pub(crate) async fn begin(&self) -> Result<WriteTx> {
+        self.waiting_writers.fetch_add(1, Ordering::Relaxed);
+        let waited = self.begin_waiting().await;
+        self.waiting_writers.fetch_sub(1, Ordering::Relaxed);
+        waited
+    }
+
+    async fn begin_waiting(&self) -> Result<WriteTx> {
         let writer = match &self.sqlite_writer {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,

@@ -45,6 +45,7 @@ pub(super) struct PointReads {
     permits: Arc<Semaphore>,
     acquire_timeout: Duration,
     limits: ConnectionLimits,
+    capacity: usize,
 }
 
 struct Idle {
@@ -87,6 +88,7 @@ impl PointReads {
             permits: Arc::new(Semaphore::new(capacity.max(1) as usize)),
             acquire_timeout,
             limits,
+            capacity: capacity.max(1) as usize,
         })
     }
 
@@ -112,6 +114,12 @@ impl PointReads {
             }
             other => other,
         }
+    }
+
+    /// Connections running a statement now.
+    pub(super) fn in_use(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.permits.available_permits())
     }
 
     /// Closes the idle connections politely (the server is stopping).

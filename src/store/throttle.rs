@@ -158,18 +158,25 @@ impl Store {
     }
 
     /// Records a failed verification: once `threshold` attempts are inside the window,
-    /// the email is also locked for `policy.lock`.
-    pub async fn record_sign_in_failure(&self, email: &str, policy: ThrottlePolicy) -> Result<()> {
+    /// the email is also locked for `policy.lock`. True when this failure locked it.
+    pub async fn record_sign_in_failure(
+        &self,
+        email: &str,
+        policy: ThrottlePolicy,
+    ) -> Result<bool> {
         let now = to_micros(now());
         let tx = self.begin().await?;
         let mut recent = self.lock_throttle_row(&tx, email, now).await?;
         let cutoff = now.saturating_sub(micros(policy.window));
         let inside = recent.times.iter().filter(|t| **t > cutoff).count();
-        if inside >= policy.threshold as usize && recent.locked_until.is_none_or(|u| u <= now) {
+        let locks =
+            inside >= policy.threshold as usize && recent.locked_until.is_none_or(|u| u <= now);
+        if locks {
             recent.locked_until = Some(now.saturating_add(micros(policy.lock)));
             self.save_throttle_row(&tx, email, &recent, now).await?;
         }
-        self.commit(tx).await
+        self.commit(tx).await?;
+        Ok(locks)
     }
 
     /// Gives back an attempt that was reserved but never verified (the hashing pool

@@ -6,6 +6,7 @@ pub mod database;
 mod event_limits;
 mod events;
 mod keys;
+mod metrics;
 mod point_reads;
 mod probes;
 mod startup;
