@@ -69,9 +69,11 @@ stop_server() {
   fi
 }
 
-start_server() { # database-url log
+start_server() { # database-url log  (METRICS_LISTEN=address also serves /metrics)
+  local metrics=()
+  if [ -n "${METRICS_LISTEN:-}" ]; then metrics=(--metrics-listen "$METRICS_LISTEN"); fi
   DATABASE_URL="$1" TENANCY_ADMIN_KEY=$KEY RUST_LOG=info \
-    target/release/tenancy serve --listen "127.0.0.1:$PORT" > "$2" 2>&1 &
+    target/release/tenancy serve --listen "127.0.0.1:$PORT" "${metrics[@]}" > "$2" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 150); do
     if (exec 3<> "/dev/tcp/127.0.0.1/$PORT") 2> /dev/null; then return 0; fi
@@ -173,6 +175,26 @@ run_backend() { # name database-url
     echo "[$name] CheckAccess rps / Health rps: not yet measured (CheckAccess answers UNIMPLEMENTED)"
   fi
   echo "[$name] GetUser(email) rps via h2load: $gu"
+
+  # What the metrics cost: the same cached read against Health on the same data, on a
+  # server restarted with --metrics-listen, scraped once under load so it is live.
+  stop_server
+  local mport=$((PORT + 1)) mh1 mh2 mh mgc scraped
+  METRICS_LISTEN="127.0.0.1:$mport" start_server "$db" "$log"
+  mh1=$(h2rps $hpath "$bodies/health.bin" "$log")
+  mgc=$(h2rps "$(field grpc_path < "$bodies/GetCustomer.emit")" "$bodies/GetCustomer.bin" "$log")
+  mh2=$(h2rps $hpath "$bodies/health.bin" "$log")
+  mh=$(awk -v a="$mh1" -v b="$mh2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+  scraped=$(curl -sf "http://127.0.0.1:$mport/metrics" |
+    awk '/^grpc_server_handled_total\{.*grpc_method="GetCustomer",grpc_code="OK"/ { print $2 }')
+  echo "  metrics on: /metrics counted ${scraped:-no} GetCustomer OK answers"
+  figure "[$name] metrics on: GetCustomer(hostname) rps / Health rps" "$mgc" "$mh" ">= 0.5"
+  local off on
+  off=$(ratio "$gc" "$health")
+  on=$(ratio "$mgc" "$mh")
+  figure "[$name] metrics cost: (GetCustomer/Health) on / off" "$on" "$off" ">= 0.95"
+  stop_server
+  start_server "$db" "$log"
 
   if [ "$name" = postgres ]; then
     local pgdb="tenancy_pgbench_$$"

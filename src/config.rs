@@ -242,6 +242,28 @@ pub struct ServeArgs {
     /// is served there), e.g. `0.0.0.0:9090`. Off when unset.
     #[arg(long, env = "TENANCY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// NATS URL (e.g. `nats://127.0.0.1:4222`): relay every event to a JetStream stream,
+    /// in sequence order, once (one relay runs across instances). Off when unset.
+    #[arg(long, env = "TENANCY_EVENTS_NATS_URL")]
+    pub events_nats_url: Option<String>,
+    /// The JetStream stream the relay publishes to (created when missing).
+    #[arg(
+        long,
+        env = "TENANCY_EVENTS_NATS_STREAM",
+        default_value = "TENANCY_EVENTS"
+    )]
+    pub events_nats_stream: String,
+    /// Subject prefix: events go to `<prefix>.<event type>`, e.g. `tenancy.events.customer.created`.
+    #[arg(
+        long,
+        env = "TENANCY_EVENTS_NATS_SUBJECT_PREFIX",
+        default_value = "tenancy.events"
+    )]
+    pub events_nats_subject_prefix: String,
+    /// Seconds of the stream's duplicate window when the relay creates it.
+    #[arg(long, env = "TENANCY_EVENTS_NATS_DUPLICATE_WINDOW", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub events_nats_duplicate_window: u64,
     /// Not a setting: told the metrics listener's bound address (a test binds port 0).
     #[arg(skip)]
     pub metrics_bound: Option<std::sync::Arc<std::sync::OnceLock<SocketAddr>>>,
@@ -324,6 +346,41 @@ impl ServeArgs {
             max_in_flight: usize::try_from(self.max_in_flight.max(1)).unwrap_or(usize::MAX),
             timeout: Duration::from_secs(self.request_timeout.max(1)),
         }
+    }
+
+    /// The relay's settings, when `--events-nats-url` is set; a bad name or prefix is
+    /// refused at start.
+    pub fn relay(&self) -> Result<Option<crate::relay::RelaySettings>, String> {
+        let Some(url) = &self.events_nats_url else {
+            return Ok(None);
+        };
+        let stream = &self.events_nats_stream;
+        if stream.is_empty()
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "--events-nats-stream (TENANCY_EVENTS_NATS_STREAM) must be letters, digits, '_' or '-': {stream:?}"
+            ));
+        }
+        let prefix = &self.events_nats_subject_prefix;
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !prefix.split('.').all(token_ok) {
+            return Err(format!(
+                "--events-nats-subject-prefix (TENANCY_EVENTS_NATS_SUBJECT_PREFIX) must be dot-separated tokens of letters, digits, '_' or '-': {prefix:?}"
+            ));
+        }
+        Ok(Some(crate::relay::RelaySettings {
+            url: url.clone(),
+            stream: stream.clone(),
+            subject_prefix: prefix.clone(),
+            duplicate_window: Duration::from_secs(self.events_nats_duplicate_window),
+        }))
     }
 
     pub fn invitation_ttl(&self) -> Duration {

@@ -19,6 +19,8 @@
 //! [`metrics`] serves Prometheus metrics on a listener of its own; the request-log
 //! layer counts every RPC into them.
 //!
+//! [`relay`] publishes the event log to NATS JetStream (one relay across instances).
+//!
 //! [`startup`] wires these into a server (health, reflection, TLS, graceful shutdown);
 //! [`config`] holds every setting; `main.rs` only parses, sets up telemetry and starts.
 
@@ -30,6 +32,7 @@ pub mod domain;
 pub mod grpc;
 pub mod hashing;
 pub mod metrics;
+pub mod relay;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

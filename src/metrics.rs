@@ -21,7 +21,7 @@ use prometheus_client::{
 };
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{app::App, grpc::rpc_metrics::RpcMetrics};
+use crate::{app::App, grpc::rpc_metrics::RpcMetrics, relay::RelayStatus};
 
 /// The registry a scrape encodes, and the RPC families the request log counts into.
 pub struct Metrics {
@@ -30,7 +30,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(app: &App) -> Metrics {
+    pub fn new(app: &App, relay: Option<Arc<RelayStatus>>) -> Metrics {
         let mut registry = Registry::default();
         let rpc = Arc::new(RpcMetrics::register(&mut registry));
         registry.register(
@@ -38,7 +38,10 @@ impl Metrics {
             "Seconds each password job waited for a hashing worker",
             app.hash_queue_waits(),
         );
-        registry.register_collector(Box::new(Vitals { app: app.clone() }));
+        registry.register_collector(Box::new(Vitals {
+            app: app.clone(),
+            relay,
+        }));
         Metrics { registry, rpc }
     }
 
@@ -59,6 +62,7 @@ impl Metrics {
 /// Read at each scrape from `App::vitals`.
 struct Vitals {
     app: App,
+    relay: Option<Arc<RelayStatus>>,
 }
 
 impl fmt::Debug for Vitals {
@@ -214,6 +218,31 @@ impl Collector for Vitals {
             "Sign-ins (and password checks) refused because their email was locked",
             vitals.refused_locked,
         )?;
+        if let Some(relay) = &self.relay {
+            use std::sync::atomic::Ordering::Relaxed;
+            let active = relay.active.load(Relaxed);
+            let acknowledged = relay.acknowledged.load(Relaxed);
+            gauge(
+                e,
+                "tenancy_relay_active",
+                "1 while this process holds the NATS relay's lease and publishes",
+                i64::from(active),
+            )?;
+            gauge(
+                e,
+                "tenancy_relay_acknowledged_sequence",
+                "Newest event sequence the broker acknowledged to this process's relay",
+                acknowledged,
+            )?;
+            if active {
+                gauge(
+                    e,
+                    "tenancy_relay_lag_events",
+                    "Events the feed has read that the relay has not yet had acknowledged",
+                    (vitals.event_head - acknowledged).max(0),
+                )?;
+            }
+        }
         gauge(
             e,
             "process_resident_memory_bytes",

@@ -18,6 +18,7 @@ use crate::{
     },
     hashing::PasswordHasher,
     metrics::{self, Metrics},
+    relay::{self, RelayStatus},
     store::{DatabaseSettings, Store, ThrottlePolicy},
 };
 
@@ -80,6 +81,7 @@ pub async fn run(
     // A bad lockout setting or metrics address is refused before the database is
     // touched.
     serve.throttle()?;
+    serve.relay()?;
     let metrics_listener = bind_metrics(&serve).await?;
     let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
     serve_on(store, serve, listener, metrics_listener, shutdown).await
@@ -132,6 +134,19 @@ async fn serve_on(
     )
     .await?;
 
+    let relay = match serve.relay()? {
+        Some(settings) => {
+            let status = Arc::new(RelayStatus::default());
+            tokio::spawn(relay::run(
+                store.clone(),
+                settings,
+                status.clone(),
+                shutting_down_rx.clone(),
+            ));
+            Some(status)
+        }
+        None => None,
+    };
     let rpc_metrics = match metrics_listener {
         Some(listener) => {
             let address = listener.local_addr()?;
@@ -139,7 +154,7 @@ async fn serve_on(
                 let _ = bound.set(address);
             }
             tracing::info!(%address, "serving metrics at /metrics");
-            let metrics = Arc::new(Metrics::new(&app));
+            let metrics = Arc::new(Metrics::new(&app, relay.clone()));
             let rpc = metrics.rpc();
             tokio::spawn(metrics::serve(listener, metrics, shutting_down_rx.clone()));
             Some(rpc)

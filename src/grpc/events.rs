@@ -63,3 +63,10 @@ impl pb::event_service_server::EventService for EventApi {
         }))
     }
 }
+
+/// An event encoded exactly as `StreamEvents` sends it (a `tenancy.v1.Event`
+/// message), for consumers that read it elsewhere (the NATS relay).
+pub fn encode_event(event: &crate::domain::event::Event) -> Vec<u8> {
+    use prost::Message as _;
+    pb::Event::from(event).encode_to_vec()
+}

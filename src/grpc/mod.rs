@@ -20,7 +20,7 @@ mod users;
 
 pub use accounts::AccountApi;
 pub use customers::CustomerApi;
-pub use events::EventApi;
+pub use events::{EventApi, encode_event};
 pub use users::UserApi;
 
 use prost::Message;

@@ -9,6 +9,7 @@ mod events;
 mod invitations;
 mod members;
 mod point_reads;
+mod relay;
 mod requests;
 mod throttle;
 mod users;

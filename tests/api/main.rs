@@ -9,4 +9,5 @@ mod customers;
 mod foundation;
 mod hardening;
 mod members;
+mod relay;
 mod users;

@@ -1,0 +1,311 @@
+//! The NATS JetStream relay (issue 18), against a real `nats-server` that each test
+//! starts on a loopback port of its own (so it can stop and restart it). Skipped with
+//! a notice where `nats-server` is missing, unless `TENANCY_REQUIRE_NATS=1`.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use prost::Message as _;
+use sea_orm::{ConnectionTrait as _, Database, Statement};
+use tenancy::{config::ServeArgs, pb};
+
+use crate::{
+    helpers::{Backend, TestApp, eventually, spawn_app_on, test_serve_args, unique_email},
+    users::create,
+};
+
+const STREAM: &str = "TENANCY_EVENTS";
+
+/// A `nats-server` with JetStream in a temporary directory; killed on drop.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts one, or `None` (after a notice) where `nats-server` is not installed.
+    async fn start() -> Option<Nats> {
+        let probe = Command::new("nats-server").arg("--version").output();
+        if probe.is_err() {
+            if std::env::var("TENANCY_REQUIRE_NATS").as_deref() == Ok("1") {
+                panic!(
+                    "NATS is required (TENANCY_REQUIRE_NATS=1) but nats-server is not installed"
+                );
+            }
+            static NOTICE: OnceLock<()> = OnceLock::new();
+            NOTICE.get_or_init(|| {
+                eprintln!("NOTICE: skipping the NATS relay tests: nats-server is not installed")
+            });
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut nats = Nats {
+            child: None,
+            port,
+            store: tempfile::tempdir().expect("temp dir"),
+        };
+        nats.restart().await;
+        Some(nats)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let address: SocketAddr = format!("127.0.0.1:{}", self.port).parse().expect("address");
+        eventually(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(address).await.is_ok()
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn stream(&self) -> async_nats::jetstream::stream::Stream {
+        let client = async_nats::connect(self.url())
+            .await
+            .expect("connect to NATS");
+        async_nats::jetstream::new(client)
+            .get_stream(STREAM)
+            .await
+            .expect("the relay created the stream")
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn relay_args(nats: &Nats) -> ServeArgs {
+    let mut serve = test_serve_args();
+    serve.events_nats_url = Some(nats.url());
+    serve
+}
+
+/// The log's newest sequence, read beside the servers.
+async fn log_head(app: &TestApp) -> i64 {
+    app.store.event_bounds().await.expect("bounds").1
+}
+
+/// Every message of the stream in stream order: (Nats-Msg-Id, subject, decoded event).
+async fn stream_contents(nats: &Nats) -> Vec<(i64, String, pb::Event)> {
+    let mut stream = nats.stream().await;
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut messages = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.expect("message");
+        let id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .expect("Nats-Msg-Id")
+            .as_str()
+            .parse()
+            .expect("a sequence");
+        let event = pb::Event::decode(message.payload).expect("a tenancy.v1.Event");
+        messages.push((id, message.subject.to_string(), event));
+    }
+    messages
+}
+
+/// Waits until the stream holds the whole log, then checks it is exactly the log:
+/// same sequences in order, no gap, no duplicate, subjects and types matching.
+async fn assert_stream_equals_log(nats: &Nats, app: &TestApp, within: Duration) {
+    let head = log_head(app).await;
+    eventually(within, || async move {
+        match async_nats::connect(nats.url()).await {
+            Ok(client) => match async_nats::jetstream::new(client).get_stream(STREAM).await {
+                Ok(mut stream) => stream
+                    .info()
+                    .await
+                    .map(|info| info.state.messages >= head as u64)
+                    .unwrap_or(false),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
+    })
+    .await;
+    let log = app.store.events_after(0, 100_000).await.expect("the log");
+    let contents = stream_contents(nats).await;
+    assert_eq!(contents.len(), log.len(), "one message per event");
+    for ((id, subject, event), logged) in contents.iter().zip(&log) {
+        assert_eq!(*id, logged.sequence, "in sequence order, no gap");
+        assert_eq!(event.sequence, logged.sequence);
+        assert_eq!(event.r#type, logged.kind);
+        assert_eq!(*subject, format!("tenancy.events.{}", logged.kind));
+    }
+}
+
+async fn a_thousand_writes_over_two_instances_reach_the_stream_exactly_once(backend: Backend) {
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let database = backend.fresh_database().await;
+    let first = spawn_app_on(database.clone(), relay_args(&nats)).await;
+    let second = spawn_app_on(database, relay_args(&nats)).await;
+    let writers = (0..16).map(|writer| {
+        let app = if writer % 2 == 0 { &first } else { &second };
+        async move {
+            for _ in 0..(1000 / 16 + 1) {
+                create(app, &unique_email("relayed"), "").await;
+            }
+        }
+    });
+    join_all(writers).await;
+    assert!(log_head(&first).await >= 1000);
+    assert_stream_equals_log(&nats, &first, Duration::from_secs(60)).await;
+}
+
+async fn a_holder_that_stopped_renewing_is_replaced_within_five_seconds(backend: Backend) {
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let database = backend.fresh_database().await;
+    // A holder that died without giving the lease up: its lease runs 2 s more.
+    let db = Database::connect(&database.url).await.expect("connect");
+    tenancy::startup::prepare_store(&database, test_serve_args().admin_key.as_deref())
+        .await
+        .expect("migrate");
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(2)).timestamp_micros();
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!(
+            "INSERT INTO relay_state (name, holder, lease_until, last_sequence) \
+             VALUES ('{STREAM}', 'a-dead-instance', {until}, 0)"
+        ),
+    ))
+    .await
+    .expect("a dead holder's lease");
+    let app = spawn_app_on(database, relay_args(&nats)).await;
+    let started = Instant::now();
+    create(&app, &unique_email("after-takeover"), "").await;
+    assert_stream_equals_log(&nats, &app, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5) + Duration::from_secs(1),
+        "took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500),
+        "waited for the lease to run out: {took:?}"
+    );
+}
+
+async fn the_other_instance_takes_over_when_the_relaying_one_stops(backend: Backend) {
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let database = backend.fresh_database().await;
+    let first = spawn_app_on(database.clone(), relay_args(&nats)).await;
+    create(&first, &unique_email("one"), "").await;
+    assert_stream_equals_log(&nats, &first, Duration::from_secs(10)).await;
+    let second = spawn_app_on(database, relay_args(&nats)).await;
+    first.stop().await.expect("stopped");
+    for _ in 0..20 {
+        create(&second, &unique_email("two"), "").await;
+    }
+    assert_stream_equals_log(&nats, &second, Duration::from_secs(10)).await;
+}
+
+async fn a_broker_away_for_ten_seconds_slows_no_write_and_misses_nothing(backend: Backend) {
+    let Some(mut nats) = Nats::start().await else {
+        return;
+    };
+    let database = backend.fresh_database().await;
+    let app = spawn_app_on(database, relay_args(&nats)).await;
+    create(&app, &unique_email("before"), "").await;
+    assert_stream_equals_log(&nats, &app, Duration::from_secs(10)).await;
+    nats.stop();
+    let away = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while away.elapsed() < Duration::from_secs(10) {
+        let started = Instant::now();
+        create(&app, &unique_email("while-away"), "").await;
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a write waited for the broker: {slowest:?}"
+    );
+    assert_eq!(
+        app.health_of("").await.expect("health"),
+        tonic_health::pb::health_check_response::ServingStatus::Serving,
+        "the broker is not tenancy's dependency"
+    );
+    nats.restart().await;
+    assert_stream_equals_log(&nats, &app, Duration::from_secs(30)).await;
+}
+
+async fn a_relay_that_lost_its_stored_position_publishes_nothing_twice(backend: Backend) {
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let database = backend.fresh_database().await;
+    // A 1 s duplicate window, outlived below: the broker's dedup cannot hide a repeat.
+    let serve = || {
+        let mut serve = relay_args(&nats);
+        serve.events_nats_duplicate_window = 1;
+        serve
+    };
+    let app = spawn_app_on(database.clone(), serve()).await;
+    for _ in 0..10 {
+        create(&app, &unique_email("acked"), "").await;
+    }
+    assert_stream_equals_log(&nats, &app, Duration::from_secs(10)).await;
+    app.stop().await.expect("stopped");
+    // As if the relay died after the broker acknowledged but before it stored that:
+    // the stored position is behind the stream.
+    let db = Database::connect(&database.url).await.expect("connect");
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE relay_state SET last_sequence = 2, lease_until = 0".to_string(),
+    ))
+    .await
+    .expect("rewind");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let app = spawn_app_on(database, serve()).await;
+    create(&app, &unique_email("after"), "").await;
+    assert_stream_equals_log(&nats, &app, Duration::from_secs(10)).await;
+}
+
+crate::on_both_backends!(
+    a_thousand_writes_over_two_instances_reach_the_stream_exactly_once,
+    a_holder_that_stopped_renewing_is_replaced_within_five_seconds,
+    the_other_instance_takes_over_when_the_relaying_one_stops,
+    a_broker_away_for_ten_seconds_slows_no_write_and_misses_nothing,
+    a_relay_that_lost_its_stored_position_publishes_nothing_twice,
+);
