@@ -155,10 +155,10 @@ pub async fn run(
         }
         backoff = Duration::from_millis(100);
     }
-    if status.active.swap(false, Ordering::Relaxed) {
-        if let Err(error) = store.release_relay(&settings.stream, &holder).await {
-            tracing::warn!(%error, "the event relay could not give up its lease");
-        }
+    if status.active.swap(false, Ordering::Relaxed)
+        && let Err(error) = store.release_relay(&settings.stream, &holder).await
+    {
+        tracing::warn!(%error, "the event relay could not give up its lease");
     }
 }
 
