@@ -121,6 +121,8 @@ async fn serve_on(
         serve.hashing_gate.clone(),
     )?;
     let (shutting_down, shutting_down_rx) = watch::channel(false);
+    // PostgreSQL: one process across the instances numbers the events.
+    tokio::spawn(store.clone().run_sequencer(shutting_down_rx.clone()));
     let app = App::new(
         store.clone(),
         hasher,

@@ -14,6 +14,7 @@ mod m20261201_000004_create_accounts;
 mod m20261201_000005_constrain_memberships;
 mod m20261201_000010_add_throttle_attempt_times;
 mod m20261206_000030_create_relay_state;
+mod m20261207_000031_create_pending_events;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_constrain_memberships::Migration),
             Box::new(m20261201_000010_add_throttle_attempt_times::Migration),
             Box::new(m20261206_000030_create_relay_state::Migration),
+            Box::new(m20261207_000031_create_pending_events::Migration),
         ]
     }
 }

@@ -37,6 +37,10 @@ const BATCH: u64 = 500;
 /// Events the broadcast holds for a stream that is busy sending; one that falls
 /// further behind catches up from the database instead.
 const TAIL_CAPACITY: usize = 2 * BATCH as usize;
+/// How often, and for how long after a local write, the feed looks for events when
+/// another instance's sequencer numbers them.
+const LOOK_OFTEN: Duration = Duration::from_millis(10);
+const LOOK_OFTEN_FOR: Duration = Duration::from_secs(1);
 
 /// How event streams are served.
 #[derive(Debug, Clone, Copy)]
@@ -196,13 +200,15 @@ async fn poll(
     mut shutting_down: watch::Receiver<bool>,
 ) {
     let mut committed = store.subscribe_events();
+    let mut written = store.subscribe_written();
+    // After this process wrote events that another instance's sequencer numbers, look
+    // often for a while: its own streams should not wait a whole poll interval.
+    let mut look_often_until: Option<Instant> = None;
     let mut failing = false;
     loop {
-        // Sequences become visible in commit order, so a read that began after this
-        // moment sees every event committed before it.
         let started = Instant::now();
-        let full = match store.events_after(cursor, BATCH).await {
-            Ok(batch) => {
+        let full = match store.feed_after(cursor, BATCH).await {
+            Ok((batch, age)) => {
                 if failing {
                     failing = false;
                     tracing::info!("the event feed reads the database again");
@@ -215,8 +221,11 @@ async fn poll(
                     let _ = tail.send(Arc::new(event));
                 }
                 head.store(cursor, Ordering::Relaxed);
-                if !full {
-                    caches.changes.confirm(started);
+                // Every write committed `age` before this read began has its events in
+                // what was read (see `Store::feed_after`), so the caches are fresh as
+                // of then.
+                if !full && let Some(as_of) = started.checked_sub(age) {
+                    caches.changes.confirm(as_of);
                 }
                 full
             }
@@ -231,9 +240,21 @@ async fn poll(
         if full && !*shutting_down.borrow() {
             continue;
         }
+        let pause = match look_often_until {
+            Some(until) if Instant::now() < until && !store.is_sequencer() => LOOK_OFTEN,
+            _ => every,
+        };
         tokio::select! {
             _ = committed.changed() => {}
-            _ = tokio::time::sleep(every) => {}
+            Ok(()) = async {
+                match written.as_mut() {
+                    Some(written) => written.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                look_often_until = Some(Instant::now() + LOOK_OFTEN_FOR);
+            }
+            _ = tokio::time::sleep(pause) => {}
             _ = shutting_down.wait_for(|down| *down) => return,
         }
     }

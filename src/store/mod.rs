@@ -11,6 +11,7 @@ mod members;
 mod point_reads;
 mod relay;
 mod requests;
+mod sequencer;
 mod throttle;
 mod users;
 
@@ -93,6 +94,9 @@ pub struct Store {
     point_reads: Option<Arc<point_reads::PointReads>>,
     /// Write transactions waiting for the SQLite writer lock or a pooled connection.
     waiting_writers: Arc<std::sync::atomic::AtomicUsize>,
+    /// PostgreSQL: events are numbered after commit by one sequencer (see
+    /// `sequencer`); `None` on SQLite, which numbers them in the transaction.
+    sequencer: Option<Arc<sequencer::Sequencer>>,
 }
 
 /// How the database connections are used right now.
@@ -162,6 +166,9 @@ pub(crate) struct WriteTx {
     writer: Option<OwnedMutexGuard<()>>,
     /// Events recorded by this transaction, written to the log at commit.
     pending_events: Vec<entities::event::ActiveModel>,
+    /// PostgreSQL: this transaction wrote rows to `pending_events`, so the sequencer
+    /// is woken once it commits.
+    pending_written: bool,
     touched: Vec<Id>,
 }
 
@@ -255,7 +262,17 @@ impl Store {
             .map_err(db_error)?;
             Some(Arc::new(reads))
         };
+        let sequencer = if is_sqlite {
+            None
+        } else {
+            let options: sea_orm::sqlx::postgres::PgConnectOptions = settings
+                .url
+                .parse()
+                .map_err(|e: sea_orm::sqlx::Error| Error::internal(e))?;
+            Some(Arc::new(sequencer::Sequencer::new(options)))
+        };
         let store = Store {
+            sequencer,
             point_reads,
             db,
             sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))),
@@ -433,12 +450,14 @@ impl Store {
             txn: Some(txn),
             writer,
             pending_events: Vec::new(),
+            pending_written: false,
             touched: Vec::new(),
         })
     }
 
     pub(crate) async fn commit(&self, mut tx: WriteTx) -> Result<()> {
         let appended = self.write_pending_events(&mut tx).await?;
+        let pending = tx.pending_written;
         let txn = tx
             .txn
             .take()
@@ -456,6 +475,9 @@ impl Store {
             if let Some(observer) = observer {
                 observer(&tx.touched);
             }
+        }
+        if pending && let Some(sequencer) = &self.sequencer {
+            sequencer.written();
         }
         if let Some(sequence) = appended {
             self.last_event.send_if_modified(|last| {

@@ -117,7 +117,7 @@ pub async fn set_status(app: &TestApp, id: &str, status: pb::CustomerStatus) -> 
 }
 
 pub async fn events(app: &TestApp) -> Vec<Event> {
-    app.store.events_after(0, 100_000).await.expect("events")
+    app.log_after(0, 100_000).await.expect("events")
 }
 
 pub fn kinds(events: &[Event]) -> Vec<String> {

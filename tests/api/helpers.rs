@@ -509,6 +509,33 @@ impl TestApp {
         Ok(response.into_inner().status())
     }
 
+    /// Waits until no committed event waits for its sequence: on PostgreSQL the
+    /// sequencer numbers events just after their commit.
+    pub async fn sequenced(&self) {
+        let done = self
+            .store
+            .wait_until_sequenced(Duration::from_secs(10))
+            .await
+            .expect("look for unnumbered events");
+        assert!(done, "events still without a sequence after 10 s");
+    }
+
+    /// The log after `after` once every committed event is numbered.
+    pub async fn log_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> tenancy::domain::Result<Vec<tenancy::domain::event::Event>> {
+        self.sequenced().await;
+        self.store.events_after(after, limit).await
+    }
+
+    /// `(pruned_through, last_sequence)` once every committed event is numbered.
+    pub async fn log_bounds(&self) -> tenancy::domain::Result<(i64, i64)> {
+        self.sequenced().await;
+        self.store.event_bounds().await
+    }
+
     async fn wait_until_serving(&self) {
         for _ in 0..300 {
             if let Some(server) = &self.server

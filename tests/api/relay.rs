@@ -117,7 +117,7 @@ fn relay_args(nats: &Nats) -> ServeArgs {
 
 /// The log's newest sequence, read beside the servers.
 async fn log_head(app: &TestApp) -> i64 {
-    app.store.event_bounds().await.expect("bounds").1
+    app.log_bounds().await.expect("bounds").1
 }
 
 /// Every message of the stream in stream order: (Nats-Msg-Id, subject, decoded event).
@@ -158,7 +158,7 @@ async fn assert_stream_equals_log(nats: &Nats, app: &TestApp, within: Duration) 
         }
     })
     .await;
-    let log = app.store.events_after(0, 100_000).await.expect("the log");
+    let log = app.log_after(0, 100_000).await.expect("the log");
     let contents = stream_contents(nats).await;
     assert_eq!(contents.len(), log.len(), "one message per event");
     for ((id, subject, event), logged) in contents.iter().zip(&log) {

@@ -102,7 +102,7 @@ pub async fn delete(app: &TestApp, id: &str, etag: &str) -> Result<(), Status> {
 
 /// Every event in the log, oldest first.
 pub async fn events(app: &TestApp) -> Vec<Event> {
-    app.store.events_after(0, 10_000).await.expect("events")
+    app.log_after(0, 10_000).await.expect("events")
 }
 
 /// `(kind, resource uuid)` of every event.

@@ -6,6 +6,7 @@ pub mod customer;
 pub mod event;
 pub mod invitation;
 pub mod membership;
+pub mod pending_event;
 pub mod request_id;
 pub mod setting;
 pub mod user;

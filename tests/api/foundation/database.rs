@@ -263,7 +263,7 @@ async fn health_and_rpcs_follow_the_database_down_and_back_up() {
         "every call after a blip works: {after_blip:?}"
     );
 
-    let events = app.store.events_after(0, 10).await.unwrap();
+    let events = app.log_after(0, 10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         vec![1, 2, 3],

@@ -47,8 +47,7 @@ fn user_of(event: &pb::Event) -> &pb::User {
 }
 
 async fn stored_sequences(app: &TestApp, after: i64) -> Vec<i64> {
-    app.store
-        .events_after(after, 10_000)
+    app.log_after(after, 10_000)
         .await
         .expect("events")
         .iter()
@@ -170,7 +169,7 @@ async fn a_consumer_reconnecting_while_writes_continue_misses_nothing_and_sees_n
     loop {
         let writing = writers.iter().any(|w| !w.is_finished());
         if !writing && newest.is_none() {
-            newest = Some(app.store.event_bounds().await.unwrap().1);
+            newest = Some(app.log_bounds().await.unwrap().1);
         }
         if newest == Some(cursor) {
             break;
@@ -237,7 +236,9 @@ async fn a_change_that_rolls_back_leaves_no_event(backend: Backend) {
         DbBackend::Postgres => vec![
             "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
-            "CREATE TRIGGER refuse_events BEFORE INSERT ON events \
+            // A write's transaction inserts its events into `pending_events`, which
+            // the sequencer numbers into `events` after the commit.
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON pending_events \
              FOR EACH ROW EXECUTE FUNCTION refuse_events()",
         ],
         _ => vec![
@@ -265,7 +266,7 @@ async fn a_change_that_rolls_back_leaves_no_event(backend: Backend) {
         "{failed:?}"
     );
     let drop = match db.get_database_backend() {
-        DbBackend::Postgres => "DROP TRIGGER refuse_events ON events",
+        DbBackend::Postgres => "DROP TRIGGER refuse_events ON pending_events",
         _ => "DROP TRIGGER refuse_events",
     };
     db.execute_unprepared(drop).await.expect("drop the trigger");
@@ -283,7 +284,7 @@ async fn a_change_that_rolls_back_leaves_no_event(backend: Backend) {
     assert_eq!(lookup.code(), Code::NotFound);
 
     let second = create_user(&app, &unique_email("second")).await;
-    let events = app.store.events_after(0, 100).await.unwrap();
+    let events = app.log_after(0, 100).await.unwrap();
     let summary: Vec<(i64, &str)> = events
         .iter()
         .map(|e| (e.sequence, e.kind.as_str()))
@@ -291,7 +292,7 @@ async fn a_change_that_rolls_back_leaves_no_event(backend: Backend) {
     assert_eq!(summary, vec![(1, "user.created"), (2, "user.created")]);
     assert_eq!(events[0].resource_id.uuid().to_string(), first.uuid);
     assert_eq!(events[1].resource_id.uuid().to_string(), second.uuid);
-    assert_eq!(app.store.event_bounds().await.unwrap(), (0, 2));
+    assert_eq!(app.log_bounds().await.unwrap(), (0, 2));
 }
 
 async fn after_sequence_must_be_within_the_kept_log(backend: Backend) {
@@ -334,6 +335,7 @@ async fn after_sequence_must_be_within_the_kept_log(backend: Backend) {
 
 /// Prunes every event written so far, as retention would once they are old enough.
 async fn prune_all_so_far(app: &TestApp) -> u64 {
+    app.sequenced().await;
     // Event times are in microseconds: a cutoff taken after a write is later than it.
     tokio::time::sleep(Duration::from_millis(2)).await;
     let cutoff = chrono::Utc::now();
@@ -449,6 +451,7 @@ async fn an_open_stream_that_pruning_overtakes_ends_out_of_range(backend: Backen
 }
 
 async fn get_event_log(app: &TestApp) -> pb::EventLog {
+    app.sequenced().await;
     app.events
         .clone()
         .get_event_log(pb::GetEventLogRequest {})
@@ -583,7 +586,7 @@ async fn two_instances_on_one_database_share_one_gap_free_log(backend: Backend) 
         emails.extend(writer.await.expect("writer"));
     }
 
-    let events = a.store.events_after(0, 10_000).await.unwrap();
+    let events = a.log_after(0, 10_000).await.unwrap();
     let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
     assert_eq!(
         sequences,

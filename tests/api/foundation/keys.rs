@@ -91,7 +91,7 @@ async fn a_call_without_a_key_is_unauthenticated(backend: Backend) {
     assert_eq!(create.code(), Code::Unauthenticated, "{create:?}");
     assert_eq!(stream.code(), Code::Unauthenticated, "{stream:?}");
     assert!(
-        app.store.events_after(0, 10).await.unwrap().is_empty(),
+        app.log_after(0, 10).await.unwrap().is_empty(),
         "a refused call changed nothing"
     );
 }
@@ -183,7 +183,7 @@ async fn a_key_without_the_scope_is_permission_denied(backend: Backend) {
             .email,
         email
     );
-    let events = app.store.events_after(0, 10).await.unwrap();
+    let events = app.log_after(0, 10).await.unwrap();
     assert_eq!(events.len(), 1, "only the admin's create wrote: {events:?}");
 }
 
