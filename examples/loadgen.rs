@@ -85,7 +85,8 @@ struct Args {
     #[arg(long, env = "TENANCY_API_KEY", hide_env_values = true)]
     key: String,
     /// The RPC to measure: AuthenticateUser, GetUser, CreateUser, ListUsers,
-    /// GetCustomer (by hostname), ListCustomers, GetEffectiveLimits or CheckAccess.
+    /// GetCustomer (by hostname), ListCustomers, GetEffectiveLimits, CheckAccess or
+    /// CreateCustomer (a PERSONAL customer, all owned by one user made in setup).
     #[arg(long)]
     rpc: Rpc,
     /// Concurrent workers (requests in flight) of the measured RPC.
@@ -155,6 +156,12 @@ struct Args {
     /// Also print the figures as one `json: {...}` line.
     #[arg(long)]
     json: bool,
+    /// Also follow StreamEvents (from the log's head, on the first connection) and
+    /// report how long each event that arrives in the window took from its `time`
+    /// (set as its transaction wrote it, just before the commit) to the stream:
+    /// `event_lag_p50_ms`, `event_lag_p99_ms`. Same machine, same clock.
+    #[arg(long)]
+    event_lag: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +174,10 @@ enum Rpc {
     ListCustomers,
     GetEffectiveLimits,
     CheckAccess,
+    CreateCustomer,
 }
 
-const RPCS: [Rpc; 8] = [
+const RPCS: [Rpc; 9] = [
     Rpc::AuthenticateUser,
     Rpc::GetUser,
     Rpc::CreateUser,
@@ -178,6 +186,7 @@ const RPCS: [Rpc; 8] = [
     Rpc::ListCustomers,
     Rpc::GetEffectiveLimits,
     Rpc::CheckAccess,
+    Rpc::CreateCustomer,
 ];
 
 impl FromStr for Rpc {
@@ -205,6 +214,7 @@ impl fmt::Display for Rpc {
             Rpc::ListCustomers => "ListCustomers",
             Rpc::GetEffectiveLimits => "GetEffectiveLimits",
             Rpc::CheckAccess => "CheckAccess",
+            Rpc::CreateCustomer => "CreateCustomer",
         })
     }
 }
@@ -213,7 +223,7 @@ impl Rpc {
     /// The HTTP/2 path of the RPC, for h2load.
     fn path(self) -> String {
         let service = match self {
-            Rpc::GetCustomer | Rpc::ListCustomers => "CustomerService",
+            Rpc::GetCustomer | Rpc::ListCustomers | Rpc::CreateCustomer => "CustomerService",
             Rpc::GetEffectiveLimits => "AccountService",
             _ => "UserService",
         };
@@ -282,6 +292,7 @@ enum Call {
     ListCustomers(ListCustomersRequest),
     GetEffectiveLimits(GetEffectiveLimitsRequest),
     CheckAccess(CheckAccessRequest),
+    CreateCustomer(CreateCustomerRequest),
 }
 
 impl Call {
@@ -339,6 +350,17 @@ impl Call {
                     permission: "customer.read".into(),
                 })
             }
+            Rpc::CreateCustomer => Call::CreateCustomer(CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    email: format!("lg-{}-{worker}-{seq}@example.com", fixture.run),
+                    first_name: "Load".into(),
+                    last_name: "Generator".into(),
+                    customer_type: pb::CustomerType::Personal as i32,
+                    ..Default::default()
+                }),
+                owner_user_id: pick(&fixture.keys),
+                ..Default::default()
+            }),
         }
     }
 
@@ -352,6 +374,7 @@ impl Call {
             Call::ListCustomers(m) => m.encode_to_vec(),
             Call::GetEffectiveLimits(m) => m.encode_to_vec(),
             Call::CheckAccess(m) => m.encode_to_vec(),
+            Call::CreateCustomer(m) => m.encode_to_vec(),
         }
     }
 
@@ -365,6 +388,7 @@ impl Call {
             Call::ListCustomers(m) => client.customers.list_customers(m).await.map(drop),
             Call::GetEffectiveLimits(m) => client.accounts.get_effective_limits(m).await.map(drop),
             Call::CheckAccess(m) => client.users.check_access(m).await.map(drop),
+            Call::CreateCustomer(m) => client.customers.create_customer(m).await.map(drop),
         }
     }
 }
@@ -599,6 +623,12 @@ async fn setup(clients: &[Client], args: &Args, rpc: Rpc, run: &str) -> Result<F
             };
         }
         Rpc::CreateUser => {}
+        Rpc::CreateCustomer => {
+            // One owner for every customer created: an owner may own many.
+            let owner =
+                create_user(client(0), format!("lg-{tag}-owner@example.com"), false).await?;
+            fixture.keys = vec![owner];
+        }
         Rpc::GetCustomer => {
             let owner =
                 create_user(client(0), format!("lg-{tag}-owner@example.com"), false).await?;
@@ -916,6 +946,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|_| "the key is not ASCII".to_string())?;
 
     let mut clients = Vec::new();
+    let mut first_channel = None;
     for _ in 0..args.channels.max(1) {
         let channel = Endpoint::from_shared(args.target.clone())
             .map_err(|e| e.to_string())?
@@ -924,6 +955,7 @@ async fn run(args: Args) -> Result<(), String> {
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", args.target))?;
+        first_channel.get_or_insert_with(|| channel.clone());
         clients.push(Client::new(channel, Bearer(bearer.clone())));
     }
 
@@ -953,6 +985,12 @@ async fn run(args: Args) -> Result<(), String> {
         start,
         end: start + Duration::from_secs_f64(args.duration),
         timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let lag = match (&first_channel, args.event_lag) {
+        (Some(channel), true) => {
+            Some(follow_event_lag(channel.clone(), Bearer(bearer.clone()), window).await?)
+        }
+        _ => None,
     };
     let background_handles = background.map(|fixture| {
         spawn_workload(
@@ -1018,6 +1056,22 @@ async fn run(args: Args) -> Result<(), String> {
             bg,
         ));
     }
+    if let Some(lag) = lag {
+        let histogram = lag.await.map_err(|e| e.to_string())?;
+        lines.push(("event_lag_events".into(), histogram.len().into()));
+        for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+            let value = if histogram.is_empty() {
+                serde_json::Value::Null
+            } else {
+                round3(ms(histogram.value_at_quantile(q))).into()
+            };
+            lines.push((format!("event_lag_{name}_ms"), value));
+        }
+        lines.push((
+            "event_lag_max_ms".into(),
+            round3(ms(histogram.max())).into(),
+        ));
+    }
     for (key, value) in &lines {
         match value {
             serde_json::Value::String(s) => println!("{key}: {s}"),
@@ -1030,6 +1084,55 @@ async fn run(args: Args) -> Result<(), String> {
         println!("json: {}", serde_json::Value::Object(object));
     }
     Ok(())
+}
+
+/// Streams events from the log's head and records, for each that arrives inside the
+/// window, the time from its `time` to its arrival.
+async fn follow_event_lag(
+    channel: Channel,
+    bearer: Bearer,
+    window: Window,
+) -> Result<tokio::task::JoinHandle<Histogram<u64>>, String> {
+    let mut events =
+        pb::event_service_client::EventServiceClient::with_interceptor(channel, bearer);
+    let head = events
+        .get_event_log(pb::GetEventLogRequest {})
+        .await
+        .map_err(|status| format!("GetEventLog: {status:?}"))?
+        .into_inner()
+        .event_log
+        .map_or(0, |log| log.latest_sequence);
+    let mut stream = events
+        .stream_events(pb::StreamEventsRequest {
+            after_sequence: head,
+        })
+        .await
+        .map_err(|status| format!("StreamEvents: {status:?}"))?
+        .into_inner();
+    Ok(tokio::spawn(async move {
+        let mut histogram =
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
+        loop {
+            let message = tokio::select! {
+                message = stream.message() => message,
+                _ = tokio::time::sleep_until(window.end) => break,
+            };
+            let Ok(Some(message)) = message else { break };
+            if tokio::time::Instant::now() < window.start {
+                continue;
+            }
+            let Some(time) = message.event.and_then(|event| event.time) else {
+                continue;
+            };
+            let written = std::time::UNIX_EPOCH
+                + Duration::new(time.seconds.max(0) as u64, time.nanos.max(0) as u32);
+            let lag = std::time::SystemTime::now()
+                .duration_since(written)
+                .unwrap_or_default();
+            let _ = histogram.record((lag.as_micros() as u64).max(1));
+        }
+        histogram
+    }))
 }
 
 fn main() {

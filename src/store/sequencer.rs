@@ -17,11 +17,12 @@
 //! horizon to wait for, and one long transaction anywhere on the cluster (a
 //! `pg_dump`, a session idle in transaction) cannot hold the whole log back.
 //!
-//! Exactly one sequencer runs: each process tries `pg_try_advisory_lock` on a
+//! Exactly one sequencer runs: each process waits in `pg_advisory_lock` on a
 //! connection of its own and stamps only on that connection, so a holder that lost
 //! the database cannot stamp either. A holder that dies frees the lock with its
-//! connection; the others try every `CLAIM_EVERY`. Server-side TCP keepalives on that
-//! connection let PostgreSQL drop a holder whose host vanished within a few seconds.
+//! connection and the next waiter has it at once. Server-side TCP keepalives on that
+//! connection let PostgreSQL drop a holder whose host vanished within a few seconds;
+//! the holder's own statements are bounded by `STATEMENT_TIMEOUT` on the client.
 //!
 //! `event_log_state.complete_as_of` (the database's clock) is when the log was last
 //! known complete: every transaction committed before it is numbered. Caches on every
@@ -46,8 +47,6 @@ pub(crate) const BATCH: i64 = 1000;
 const IDLE_POLL: Duration = Duration::from_millis(10);
 /// How often an idle sequencer renews `complete_as_of`.
 const FRESHEN_EVERY: Duration = Duration::from_millis(100);
-/// How often a process without the lock tries to take it.
-const CLAIM_EVERY: Duration = Duration::from_millis(500);
 /// A statement of the sequencer that takes longer is abandoned with its connection
 /// (and so the lock).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,7 +107,6 @@ impl Sequencer {
                 ("tcp_keepalives_idle", "1"),
                 ("tcp_keepalives_interval", "1"),
                 ("tcp_keepalives_count", "2"),
-                ("statement_timeout", "5000"),
             ]),
             written: watch::channel(0).0,
             active: AtomicBool::new(false),
@@ -174,23 +172,17 @@ impl Store {
             Ok(connection) => connection,
             Err(error) => return Ended::Failed(error),
         };
-        // Wait for the lock.
-        loop {
-            let taken = bounded(
-                sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                    .bind(LOCK_KEY)
-                    .fetch_one(&mut connection),
-            )
-            .await;
-            match taken {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(error) => return Ended::Failed(error),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(CLAIM_EVERY) => {}
-                _ = shutting_down.wait_for(|down| *down) => return Ended::ShuttingDown,
-            }
+        // Waits in PostgreSQL's lock queue, costing no round trips, until the holder's
+        // session ends. Shutting down meanwhile drops the connection (the waiting
+        // backend goes when it next writes to the closed socket).
+        let taken = tokio::select! {
+            taken = sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(LOCK_KEY)
+                .execute(&mut connection) => taken,
+            _ = shutting_down.wait_for(|down| *down) => return Ended::ShuttingDown,
+        };
+        if let Err(error) = taken {
+            return Ended::Failed(error);
         }
         sequencer.active.store(true, Ordering::Relaxed);
         tracing::info!("this process numbers the events (the event sequencer)");

@@ -306,6 +306,7 @@ async fn after_sequence_must_be_within_the_kept_log(backend: Backend) {
     for i in 0..2 {
         create_user(&app, &unique_email(&format!("bounds{i}"))).await;
     }
+    app.sequenced().await;
 
     let negative = stream_error(&app, -1).await;
     let beyond = stream_error(&app, 3).await;
@@ -418,12 +419,18 @@ async fn stream_end(
 async fn an_open_stream_that_pruning_overtakes_ends_out_of_range(backend: Backend) {
     // A polls rarely, so it learns of B's events only when its own next write wakes
     // its feed, and by then they are pruned: the stream must notice the jump.
-    let a = spawn_app_with(backend, |serve| serve.event_poll_interval_ms = 600_000).await;
+    // On PostgreSQL a third instance, started first, holds the sequencer: A's feed is
+    // then woken only by its own writes (and looks often only for a second after them).
+    let sequencer = spawn_app(backend).await;
+    let mut rare = test_serve_args();
+    rare.event_poll_interval_ms = 600_000;
+    let a = spawn_app_on(sequencer.database.clone(), rare).await;
     let b = spawn_app_on(a.database.clone(), test_serve_args()).await;
     create_user(&a, &unique_email("seen1")).await;
     create_user(&a, &unique_email("seen2")).await;
     let mut stream = open_stream(&a, 0).await;
     let seen = [next_event(&mut stream).await, next_event(&mut stream).await];
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     create_user(&b, &unique_email("unseen3")).await;
     create_user(&b, &unique_email("unseen4")).await;
 
