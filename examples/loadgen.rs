@@ -292,7 +292,7 @@ enum Call {
     ListCustomers(ListCustomersRequest),
     GetEffectiveLimits(GetEffectiveLimitsRequest),
     CheckAccess(CheckAccessRequest),
-    CreateCustomer(CreateCustomerRequest),
+    CreateCustomer(Box<CreateCustomerRequest>),
 }
 
 impl Call {
@@ -350,7 +350,7 @@ impl Call {
                     permission: "customer.read".into(),
                 })
             }
-            Rpc::CreateCustomer => Call::CreateCustomer(CreateCustomerRequest {
+            Rpc::CreateCustomer => Call::CreateCustomer(Box::new(CreateCustomerRequest {
                 customer: Some(pb::Customer {
                     email: format!("lg-{}-{worker}-{seq}@example.com", fixture.run),
                     first_name: "Load".into(),
@@ -360,7 +360,7 @@ impl Call {
                 }),
                 owner_user_id: pick(&fixture.keys),
                 ..Default::default()
-            }),
+            })),
         }
     }
 
@@ -388,7 +388,7 @@ impl Call {
             Call::ListCustomers(m) => client.customers.list_customers(m).await.map(drop),
             Call::GetEffectiveLimits(m) => client.accounts.get_effective_limits(m).await.map(drop),
             Call::CheckAccess(m) => client.users.check_access(m).await.map(drop),
-            Call::CreateCustomer(m) => client.customers.create_customer(m).await.map(drop),
+            Call::CreateCustomer(m) => client.customers.create_customer(*m).await.map(drop),
         }
     }
 }

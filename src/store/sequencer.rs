@@ -150,7 +150,7 @@ impl Store {
                 Ended::ShuttingDown => return,
                 Ended::Failed(error) => {
                     failures = failures.saturating_add(1);
-                    if failures == 1 || failures % 60 == 0 {
+                    if failures == 1 || failures.is_multiple_of(60) {
                         tracing::warn!(%error, "the event sequencer lost its connection; reconnecting");
                     }
                     Duration::from_millis(200)
