@@ -86,22 +86,35 @@ echo "== PostgreSQL $(psql "$URL" -qAtc 'show server_version'), $CONNECTIONS con
 
 # One instance.
 start_server $PORT_A "$URL" "$WORK/a.log"
-loadgen $PORT_A CreateUser 16 --event-lag > "$WORK/u1"
+loadgen $PORT_A CreateUser 16 --event-lag > "$WORK/u1" &
+other=$!
+# What the database's sessions wait on meanwhile (what serialises writes shows here).
+sleep 3
+for _ in $(seq 1 $((DURATION * 4))); do
+  psql "$URL" -qAtc "SELECT coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, '-')
+    FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'
+    AND pid <> pg_backend_pid()" >> "$WORK/waits" || true
+  sleep 0.2
+done
+wait $other
 loadgen $PORT_A CreateCustomer 16 --event-lag > "$WORK/c1"
 u1=$(field rps < "$WORK/u1")
 c1=$(field rps < "$WORK/c1")
 echo "  one instance: CreateUser $u1/s (p99 $(field p99_ms < "$WORK/u1") ms, errors $(field errors < "$WORK/u1")), visibility lag p50 $(field event_lag_p50_ms < "$WORK/u1") ms p99 $(field event_lag_p99_ms < "$WORK/u1") ms over $(field event_lag_events < "$WORK/u1") events"
+echo "  wait events of active sessions under CreateUser c16 (samples): $(sort "$WORK/waits" | uniq -c | sort -rn | head -8 | awk '{ printf "%s %s; ", $1, $2 }')"
 echo "  one instance: CreateCustomer $c1/s (p99 $(field p99_ms < "$WORK/c1") ms, errors $(field errors < "$WORK/c1")), visibility lag p99 $(field event_lag_p99_ms < "$WORK/c1") ms"
 
 # Two instances on the database, 8 callers each.
 start_server $PORT_B "$URL" "$WORK/b.log"
 loadgen $PORT_A CreateUser 8 --event-lag > "$WORK/u2a" &
+other=$!
 loadgen $PORT_B CreateUser 8 > "$WORK/u2b"
-wait %1 2> /dev/null || wait
+wait $other
 u2=$(sum "$(field rps < "$WORK/u2a")" "$(field rps < "$WORK/u2b")")
 loadgen $PORT_A CreateCustomer 8 > "$WORK/c2a" &
+other=$!
 loadgen $PORT_B CreateCustomer 8 > "$WORK/c2b"
-wait
+wait $other
 c2=$(sum "$(field rps < "$WORK/c2a")" "$(field rps < "$WORK/c2b")")
 echo "  two instances: CreateUser $u2/s, visibility lag on A p99 $(field event_lag_p99_ms < "$WORK/u2a") ms; CreateCustomer $c2/s"
 stop_servers
@@ -172,6 +185,7 @@ if [ "$BACKLOG" -gt 0 ]; then
   echo "[relay] backlog of $head events published and acknowledged in $took s (server start included): $(awk -v h="$head" -v t="$took" 'BEGIN { printf "%.0f", h / t }') events/s"
   # Lag under the write load: the gauge sampled every 100 ms.
   loadgen $PORT_A CreateUser 16 > "$WORK/rl" &
+  other=$!
   : > "$WORK/lag"
   end=$((SECONDS + DURATION + 2))
   while [ $SECONDS -lt $end ]; do
@@ -179,7 +193,7 @@ if [ "$BACKLOG" -gt 0 ]; then
       awk '/^tenancy_relay_lag_events / { print int($2) }' >> "$WORK/lag"
     sleep 0.1
   done
-  wait
-  echo "[relay] under CreateUser c16 ($(field rps < "$WORK/rl")/s): relay lag in events, p50 $(sort -n "$WORK/lag" | awk '{ v[NR] = $1 } END { print v[int(NR * 0.5) + 1] }'), p99 $(sort -n "$WORK/lag" | awk '{ v[NR] = $1 } END { print v[int(NR * 0.99) + 1 > NR ? NR : int(NR * 0.99) + 1] }') over $(wc -l < "$WORK/lag") samples"
+  wait $other
+  echo "[relay] under CreateUser c16 ($(field rps < "$WORK/rl")/s): relay lag in events, p50 $(sort -n "$WORK/lag" | awk '{ v[NR] = $1 } END { print v[int(NR * 0.5) + 1] }'), p99 $(sort -n "$WORK/lag" | awk '{ v[NR] = $1 } END { i = int(NR * 0.99) + 1; if (i > NR) i = NR; print v[i] }') over $(wc -l < "$WORK/lag") samples"
   stop_servers
 fi
