@@ -72,7 +72,10 @@ impl Store {
         let tx = self.begin().await?;
         if self.backend() == DbBackend::Postgres {
             tx.txn()
-                .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427841)")
+                .execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock({})",
+                    super::advisory_lock::FIRST_ADMIN_KEY
+                ))
                 .await
                 .map_err(db_error)?;
         }

@@ -15,6 +15,17 @@ mod sequencer;
 mod throttle;
 mod users;
 
+/// The PostgreSQL advisory-lock keys of the service, in one place so no two uses share
+/// one (a session lock on a key another path takes per transaction would block it).
+pub mod advisory_lock {
+    /// Held per transaction while migrating.
+    pub const MIGRATE: i64 = 7_307_752_937_115_427_840;
+    /// Held per transaction while the first admin key is created.
+    pub const FIRST_ADMIN_KEY: i64 = 7_307_752_937_115_427_841;
+    /// Held for its session by the one event sequencer.
+    pub const SEQUENCER: i64 = 7_307_752_937_115_427_842;
+}
+
 use std::{
     sync::{
         Arc,
@@ -293,7 +304,10 @@ impl Store {
         let tx = self.begin().await?;
         if self.backend() == DbBackend::Postgres {
             tx.txn()
-                .execute_unprepared("SELECT pg_advisory_xact_lock(7307752937115427840)")
+                .execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock({})",
+                    advisory_lock::MIGRATE
+                ))
                 .await
                 .map_err(db_error)?;
         }

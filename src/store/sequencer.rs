@@ -38,8 +38,7 @@ use tokio::sync::watch;
 
 use super::Store;
 
-/// Advisory-lock key of the sequencer (any constant unlikely to clash).
-const LOCK_KEY: i64 = 7_307_752_937_115_427_841;
+use super::advisory_lock::SEQUENCER as LOCK_KEY;
 /// Events moved in one statement.
 pub(crate) const BATCH: i64 = 1000;
 /// How often the sequencer looks for events committed by other instances (its own

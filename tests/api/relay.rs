@@ -366,9 +366,12 @@ async fn the_instance_holding_sequencer_and_relay_killed_mid_load_loses_nothing(
     }
     let database = backend.fresh_database().await;
     let db = Database::connect(&database.url).await.expect("connect");
-    let holder_sql = "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                      AND objid = (7307752937115427841::bigint & 4294967295)::oid";
+    let holder_sql = &format!(
+        "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND objid = ({}::bigint & 4294967295)::oid",
+        tenancy::store::advisory_lock::SEQUENCER
+    );
     let (mut victim, victim_address) = serve_binary(&database.url, &nats).await;
     // The victim holds both before the survivor starts.
     eventually(Duration::from_secs(10), || async {

@@ -204,9 +204,12 @@ async fn sequencer_pid(db: &sea_orm::DatabaseConnection, database: &str) -> Opti
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1 \
-             AND l.objid = (7307752937115427841::bigint & 4294967295)::oid",
+            format!(
+                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                 WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1 \
+                 AND l.objid = ({}::bigint & 4294967295)::oid",
+                tenancy::store::advisory_lock::SEQUENCER
+            ),
             [database.into()],
         ))
         .await
