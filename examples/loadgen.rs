@@ -45,7 +45,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use hdrhistogram::Histogram;
 use prost::Message as _;
 use prost_types::{Struct, Value, value::Kind};
-use tenancy::pb::{
+use tenancy_client::pb::{
     self, AuthenticateUserRequest, CheckAccessRequest, CreateAccountRequest, CreateCustomerRequest,
     CreateUserRequest, GetCustomerRequest, GetEffectiveLimitsRequest, GetUserRequest,
     ListCustomersRequest, ListUsersRequest, User, account_service_client::AccountServiceClient,

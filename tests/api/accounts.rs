@@ -4,7 +4,7 @@
 mod lifecycle;
 mod limits;
 
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tenancy::pb::{self, check_access_request::Target, get_customer_request::Lookup};
+use tenancy_client::pb::{self, check_access_request::Target, get_customer_request::Lookup};
 
 use crate::customers::validation::{number, object};
 use crate::helpers::{TestApp, unique_email};

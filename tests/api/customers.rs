@@ -9,7 +9,8 @@ mod stored;
 mod update;
 pub mod validation;
 
-use tenancy::{domain::event::Event, pb};
+use tenancy::domain::event::Event;
+use tenancy_client::pb;
 use tonic::{Code, Status};
 
 use crate::helpers::{Backend, GOOD_PASSWORD, TestApp, error_reason, spawn_app, unique_email};

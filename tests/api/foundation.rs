@@ -13,10 +13,10 @@ mod sequencer;
 mod startup;
 mod tls;
 
-use tenancy::pb;
+use tenancy_client::pb;
 
 use crate::helpers::{Svc, TestApp};
-use tenancy::pb::user_service_client::UserServiceClient;
+use tenancy_client::pb::user_service_client::UserServiceClient;
 
 /// A valid user to create.
 fn new_user(email: &str) -> pb::User {

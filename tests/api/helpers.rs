@@ -12,12 +12,11 @@ use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 use sea_orm::{ConnectionTrait as _, Database};
 use tenancy::{
     config::ServeArgs,
-    pb::{
-        account_service_client::AccountServiceClient,
-        customer_service_client::CustomerServiceClient, event_service_client::EventServiceClient,
-        user_service_client::UserServiceClient,
-    },
     store::{DatabaseSettings, Store},
+};
+use tenancy_client::pb::{
+    account_service_client::AccountServiceClient, customer_service_client::CustomerServiceClient,
+    event_service_client::EventServiceClient, user_service_client::UserServiceClient,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{

@@ -6,7 +6,7 @@ mod deletes;
 mod invitations;
 mod ownership;
 
-use tenancy::pb::{self, add_customer_user_request::Member};
+use tenancy_client::pb::{self, add_customer_user_request::Member};
 use tonic::{Code, Status};
 
 use crate::customers::{self, business, events, kinds, personal, set_status};

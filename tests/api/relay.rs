@@ -12,7 +12,8 @@ use std::{
 use futures::future::join_all;
 use prost::Message as _;
 use sea_orm::{ConnectionTrait as _, Database, Statement};
-use tenancy::{config::ServeArgs, pb};
+use tenancy::config::ServeArgs;
+use tenancy_client::pb;
 
 use crate::{
     helpers::{Backend, TestApp, eventually, spawn_app_on, test_serve_args, unique_email},

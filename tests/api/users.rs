@@ -5,10 +5,8 @@ mod listing;
 mod sign_in;
 
 use futures::future::join_all;
-use tenancy::{
-    domain::event::{Event, EventResource},
-    pb,
-};
+use tenancy::domain::event::{Event, EventResource};
+use tenancy_client::pb;
 use tonic::{Code, Status};
 
 use crate::helpers::{

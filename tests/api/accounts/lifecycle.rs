@@ -1,7 +1,7 @@
 //! Account updates, statuses and deletion, and how the customer's lifecycle reaches
 //! its accounts.
 
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::Code;
 
 use super::{create, get};

@@ -1,7 +1,7 @@
 //! `max_accounts` (also under races) and `GetEffectiveLimits`.
 
 use futures::future::join_all;
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::Code;
 
 use super::{create, meeting, request, try_create_with};

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use tenancy::pb::{self, check_access_request::Target, get_customer_request::Lookup};
+use tenancy_client::pb::{self, check_access_request::Target, get_customer_request::Lookup};
 
 use super::{
     TestApps, allowed, customer_by, fixture, max_rooms, seen_within_bound, set_max_rooms,

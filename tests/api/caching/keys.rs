@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tenancy::pb::{self, user_service_client::UserServiceClient};
+use tenancy_client::pb::{self, user_service_client::UserServiceClient};
 use tokio::process::Command;
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 

@@ -1,7 +1,7 @@
 //! One instance: cached answers cost no SQL statement (key check included), a local
 //! write drops what it touched before it returns, and the caches are size-bounded.
 
-use tenancy::pb::{self, check_access_request::Target};
+use tenancy_client::pb::{self, check_access_request::Target};
 
 use super::{allowed, customer_by, fixture, max_rooms, set_max_rooms, set_user_status};
 use crate::helpers::{Backend, TestApp, spawn_observed_app};

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use tenancy::pb;
+use tenancy_client::pb;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},

@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use tenancy::{
-    app::api_keys::{issue_key, revoke_key},
-    pb::{self, StreamEventsResponse},
-};
+use tenancy::app::api_keys::{issue_key, revoke_key};
+use tenancy_client::pb::{self, StreamEventsResponse};
 use tonic::{Code, Streaming};
 
 use super::{TestApps, keys::keys_command};

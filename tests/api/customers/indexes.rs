@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sea_orm::{
     ConnectionTrait as _, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait as _,
 };
-use tenancy::pb;
+use tenancy_client::pb;
 
 use super::{business, create};
 use crate::helpers::{Backend, TestApp, spawn_app, unique_email};

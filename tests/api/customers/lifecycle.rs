@@ -1,7 +1,7 @@
 //! The status lifecycle: any move but out of TERMINATED, the termination cascade, and
 //! deletion of a terminated customer with everything it owns.
 
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use tenancy::pb::{self, get_customer_request::Lookup};
+use tenancy_client::pb::{self, get_customer_request::Lookup};
 use tonic::Code;
 
 use super::{business, create, get, get_by, personal, set_status};

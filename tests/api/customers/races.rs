@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::Code;
 
 use super::{business, create_request, events, kinds, personal, try_create};

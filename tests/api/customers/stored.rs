@@ -1,7 +1,7 @@
 //! Fields the service stores but does not use (`tenant_id`, `delinquent`): what a caller
 //! writes comes back unchanged from every read.
 
-use tenancy::pb;
+use tenancy_client::pb;
 
 use super::{create, get, personal, update};
 use crate::helpers::{Backend, TestApp, spawn_app, unique_email};

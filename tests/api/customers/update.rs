@@ -1,6 +1,6 @@
 //! `UpdateCustomer`: masks, whole-value writes, etags and uniqueness.
 
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::Code;
 
 use super::validation::{number, object, string};

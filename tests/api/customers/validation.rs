@@ -2,7 +2,7 @@
 //! normalisation of what is stored, objects whose unknown keys are dropped.
 
 use prost_types::{ListValue, Struct, Value, value::Kind};
-use tenancy::pb;
+use tenancy_client::pb;
 use tonic::Code;
 
 use super::{business, create, events, personal, try_create};

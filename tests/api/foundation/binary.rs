@@ -12,7 +12,7 @@ use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
 };
-use tenancy::pb::{
+use tenancy_client::pb::{
     self, event_service_client::EventServiceClient, user_service_client::UserServiceClient,
 };
 use tokio::{

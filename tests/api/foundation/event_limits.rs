@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tenancy::{app::api_keys::issue_key, pb};
+use tenancy::app::api_keys::issue_key;
+use tenancy_client::pb;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::{
     Code,

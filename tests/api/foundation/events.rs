@@ -6,10 +6,8 @@
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use tenancy::{
-    app::api_keys::issue_key,
-    pb::{self, StreamEventsResponse},
-};
+use tenancy::app::api_keys::issue_key;
+use tenancy_client::pb::{self, StreamEventsResponse};
 use tonic::{Code, Streaming};
 
 use super::{create_request, create_user, create_user_with};

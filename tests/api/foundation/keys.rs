@@ -1,12 +1,9 @@
 //! Callers (SPEC section 7): every RPC but health and reflection needs a live bearer key
 //! holding the RPC's scope.
 
-use tenancy::{
-    app::api_keys::{issue_key, revoke_key},
-    pb::{
-        self, customer_service_client::CustomerServiceClient,
-        user_service_client::UserServiceClient,
-    },
+use tenancy::app::api_keys::{issue_key, revoke_key};
+use tenancy_client::pb::{
+    self, customer_service_client::CustomerServiceClient, user_service_client::UserServiceClient,
 };
 use tonic::{
     Code, Request, Status,

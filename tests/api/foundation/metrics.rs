@@ -9,7 +9,8 @@ use std::{
     time::Duration,
 };
 
-use tenancy::{hashing::HashingGate, pb};
+use tenancy::hashing::HashingGate;
+use tenancy_client::pb;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,

@@ -13,7 +13,8 @@ use std::{
 };
 
 use sea_orm::{ConnectionTrait as _, Database, DbBackend, Statement, TransactionTrait as _};
-use tenancy::{domain::event::EventResource, pb};
+use tenancy::domain::event::EventResource;
+use tenancy_client::pb;
 use tokio::sync::mpsc;
 
 use super::create_user_with;

@@ -2,7 +2,8 @@
 //! (INVALID_ARGUMENT naming the field path), a body that is not the RPC's protobuf
 //! message is INVALID_ARGUMENT, and a request over the size limit RESOURCE_EXHAUSTED.
 
-use tenancy::{app::users::SIGN_IN_FAILED, pb};
+use tenancy::app::users::SIGN_IN_FAILED;
+use tenancy_client::pb;
 use tonic::{Code, Request, Status};
 
 use super::count;

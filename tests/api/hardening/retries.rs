@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use tenancy::pb::{self, accept_invitation_request::Acceptor};
+use tenancy_client::pb::{self, accept_invitation_request::Acceptor};
 
 use crate::customers::{self, events, kinds, personal};
 use crate::helpers::{Backend, GOOD_PASSWORD, spawn_app, unique_email};

@@ -5,12 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use tenancy::{
-    app::users::SIGN_IN_FAILED,
-    domain::id::Id,
-    hashing::HashingGate,
-    pb::{self, user_service_client::UserServiceClient},
-};
+use tenancy::{app::users::SIGN_IN_FAILED, domain::id::Id, hashing::HashingGate};
+use tenancy_client::pb::{self, user_service_client::UserServiceClient};
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
 

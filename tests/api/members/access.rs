@@ -1,6 +1,6 @@
 //! `CheckAccess`: every branch of SPEC section 4's rule.
 
-use tenancy::pb::{self, add_customer_user_request::Member, check_access_request::Target};
+use tenancy_client::pb::{self, add_customer_user_request::Member, check_access_request::Target};
 use tonic::Code;
 
 use super::{add, add_account_member};

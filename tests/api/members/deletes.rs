@@ -1,7 +1,7 @@
 //! Deleting a customer or an account removes everything it owns, invitations of every
 //! status included, in one change with an event each; the users stay.
 
-use tenancy::pb::{self, add_customer_user_request::Member};
+use tenancy_client::pb::{self, add_customer_user_request::Member};
 
 use super::invitations::{accept, invite, new_user};
 use super::{add, add_account_member, perms};

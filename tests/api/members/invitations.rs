@@ -3,7 +3,7 @@
 
 use futures::future::join_all;
 use sha2::{Digest as _, Sha256};
-use tenancy::pb::{self, accept_invitation_request::Acceptor};
+use tenancy_client::pb::{self, accept_invitation_request::Acceptor};
 use tonic::Code;
 
 use super::{members_of, perms};

@@ -2,7 +2,7 @@
 //! also under concurrent transfers and removals, on one or two instances.
 
 use futures::future::join_all;
-use tenancy::pb::{self, add_customer_user_request::Member};
+use tenancy_client::pb::{self, add_customer_user_request::Member};
 use tonic::Code;
 
 use super::{add, add_account_member, members_of, perms};

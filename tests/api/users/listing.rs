@@ -1,10 +1,8 @@
 //! `ListUsers`: keyset pages, page sizes, tokens bound to their filter, and `query`.
 
 use futures::{StreamExt as _, stream};
-use tenancy::{
-    domain::user::{NewUser, UserFields},
-    pb,
-};
+use tenancy::domain::user::{NewUser, UserFields};
+use tenancy_client::pb;
 use tonic::{Code, Status};
 
 use super::{create, delete, new_user};

@@ -4,10 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tenancy::{
-    config::ServeArgs,
-    pb::{self, user_service_client::UserServiceClient},
-};
+use tenancy::config::ServeArgs;
+use tenancy_client::pb::{self, user_service_client::UserServiceClient};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
