@@ -9,6 +9,7 @@ mod keys;
 mod metrics;
 mod point_reads;
 mod probes;
+mod readme;
 mod sequencer;
 mod startup;
 mod tls;
