@@ -240,5 +240,10 @@ async fn bounded<T>(
 ) -> Result<T, sqlx::Error> {
     tokio::time::timeout(STATEMENT_TIMEOUT, work)
         .await
-        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the database did not answer the sequencer within 5 s",
+            )))
+        })
 }
