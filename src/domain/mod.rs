@@ -16,6 +16,7 @@ pub mod membership;
 pub mod metadata;
 pub mod page;
 pub mod password;
+pub mod refusals;
 pub mod user;
 pub mod violations;
 

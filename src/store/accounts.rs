@@ -9,7 +9,7 @@ use sea_orm::{
 use super::{
     Store, WriteTx, db_error,
     entities::{account, customer, membership, user},
-    from_micros, is_unique_violation, now, to_micros,
+    from_micros, is_unique_violation, now, rows, to_micros,
 };
 use crate::domain::{
     Error, Result,
@@ -21,6 +21,7 @@ use crate::domain::{
     limits::{EffectiveLimit, Limits, effective},
     membership::{Membership, MembershipStatus, MembershipTarget, PERMISSIONS},
     page::{Page, PageRequest},
+    refusals,
     user::{NewUser, User},
 };
 
@@ -125,7 +126,7 @@ impl Store {
         }
         let customer = self.locked_customer(&tx, customer_id, None).await?;
         if customer.status != CustomerStatus::Active {
-            return Err(customer_not_active(&customer));
+            return Err(refusals::customer_not_active(&customer));
         }
         if let Some(max) = customer.limits.get("max_accounts") {
             let count = account::Entity::find()
@@ -153,7 +154,7 @@ impl Store {
                 password_hash,
             } => {
                 if !customer.admits_email(&new_user.email) {
-                    return Err(super::members::email_not_admitted(&new_user.email, None));
+                    return Err(refusals::email_not_admitted(&new_user.email, None));
                 }
                 let user = self
                     .insert_user_in(&tx, new_user, Some(password_hash.clone()), now)
@@ -173,7 +174,7 @@ impl Store {
             }
         };
         if !customer.admits_email(&owner_user.email) {
-            return Err(super::customers::domain_not_allowed(&owner_user));
+            return Err(refusals::user_not_admitted(&owner_user));
         }
         let account = Account {
             id: Id::generate(),
@@ -239,7 +240,7 @@ impl Store {
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
-        super::users::user_from_row(&row)
+        rows::user_from_row(&row)
     }
 
     pub(crate) async fn account_event(
@@ -387,7 +388,7 @@ impl Store {
             .ok_or(Error::NotFound {
                 resource: "customer",
             })?;
-        super::customers::customer_from_row(&row)
+        rows::customer_from_row(&row)
     }
 
     /// Deletes a TERMINATED account with its memberships and invitations, with an
@@ -440,7 +441,7 @@ impl Store {
                 .await
                 .map_err(db_error)?;
             for row in memberships {
-                let membership = super::users::membership_from_row(row)?;
+                let membership = rows::membership_from_row(row)?;
                 self.membership_event(tx, "membership.deleted", &membership, account.customer_id)
                     .await?;
             }
@@ -537,14 +538,5 @@ impl Store {
         let settings: Limits = from_json(&settings)?;
         let limits: Limits = from_json(&limits)?;
         Ok((Id::from_uuid(customer_id), effective(&settings, &limits)))
-    }
-}
-
-pub(crate) fn customer_not_active(customer: &Customer) -> Error {
-    let status = customer.status.as_str().to_uppercase();
-    Error::FailedPrecondition {
-        kind: "CUSTOMER_NOT_ACTIVE",
-        subject: format!("customers/{}", customer.id),
-        description: format!("the customer is {status}: nothing new can be created under it"),
     }
 }

@@ -6,25 +6,26 @@ use sea_orm::{
     QuerySelect as _,
     sea_query::{Expr, LikeExpr},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
 use super::{
     Store, WriteTx, db_error,
     entities::{customer, membership, user},
-    from_micros, is_unique_violation, now, to_micros,
+    is_unique_violation, now, rows, to_micros,
 };
 use crate::domain::{
     Error, Result,
     customer::{
-        Customer, CustomerFilter, CustomerKey, CustomerStatus, CustomerType, NewCustomer,
-        SubdomainChoice, names::collision_subdomain, names::generate_customer_key,
+        Customer, CustomerFilter, CustomerKey, CustomerStatus, NewCustomer, SubdomainChoice,
+        names::collision_subdomain, names::generate_customer_key,
     },
     event::{EventResource, NewEvent},
     id::Id,
     idempotency::RequestKey,
     membership::{Membership, MembershipStatus, MembershipTarget, PERMISSIONS},
     page::{Page, PageRequest},
-    user::{Email, NewUser, User},
+    refusals,
+    user::{NewUser, User},
 };
 
 /// Who owns a customer being created.
@@ -51,46 +52,6 @@ enum Attempt<T> {
 
 fn json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(Error::internal)
-}
-
-fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::internal(format!("stored customer JSON: {e}")))
-}
-
-pub(crate) fn customer_from_row(row: &customer::Model) -> Result<Customer> {
-    Ok(Customer {
-        id: Id::from_uuid(row.id),
-        external_id: row.external_id.clone(),
-        tenant_id: row.tenant_id.clone(),
-        customer_key: row.customer_key.clone(),
-        customer_prefix: row.customer_prefix.clone(),
-        status: CustomerStatus::from_db(&row.status)
-            .ok_or_else(|| Error::internal("unknown stored customer status"))?,
-        email: Email::from_stored(row.email.clone()),
-        first_name: row.first_name.clone(),
-        last_name: row.last_name.clone(),
-        company_name: row.company_name.clone(),
-        customer_type: CustomerType::from_db(&row.customer_type)
-            .ok_or_else(|| Error::internal("unknown stored customer type"))?,
-        hostname: row.hostname.clone(),
-        subdomain: row.subdomain.clone(),
-        country: row.country.clone(),
-        currency: row.currency.clone(),
-        language: row.language.clone(),
-        delinquent: row.delinquent,
-        allowed_domains_origins: from_json(&row.allowed_domains_origins)?,
-        allowed_domains_registration: from_json(&row.allowed_domains_registration)?,
-        settings: from_json(&row.settings)?,
-        metadata: from_json(&row.metadata)?,
-        limits: from_json(&row.limits)?,
-        addresses: from_json(&row.addresses)?,
-        telephones: from_json(&row.telephones)?,
-        legal_documents: from_json(&row.legal_documents)?,
-        owner_user_id: Id::from_uuid(row.owner_user_id),
-        create_time: from_micros(row.create_time),
-        update_time: from_micros(row.update_time),
-        revision: row.revision,
-    })
 }
 
 fn customer_to_row(customer: &Customer) -> Result<customer::ActiveModel> {
@@ -193,7 +154,7 @@ impl Store {
             Attempt::LostRace => return Ok(Attempt::LostRace),
         };
         if !new.admits_email(&owner_user.email) {
-            return Err(domain_not_allowed(&owner_user));
+            return Err(refusals::user_not_admitted(&owner_user));
         }
 
         let mut customer_key = generate_customer_key();
@@ -333,7 +294,7 @@ impl Store {
                     .await
                     .map_err(db_error)?
                     .ok_or(Error::NotFound { resource: "user" })?;
-                Ok(Attempt::Done((super::users::user_from_row(&row)?, false)))
+                Ok(Attempt::Done((rows::user_from_row(&row)?, false)))
             }
             CustomerOwner::ByEmail {
                 new_user,
@@ -345,10 +306,10 @@ impl Store {
                     .await
                     .map_err(db_error)?;
                 if let Some(row) = existing {
-                    return Ok(Attempt::Done((super::users::user_from_row(&row)?, false)));
+                    return Ok(Attempt::Done((rows::user_from_row(&row)?, false)));
                 }
                 if !new.admits_email(&new.email) {
-                    return Err(super::members::email_not_admitted(&new.email, None));
+                    return Err(refusals::email_not_admitted(&new.email, None));
                 }
                 let Some(hash) = password_hash else {
                     return Err(Error::invalid(
@@ -515,7 +476,7 @@ impl Store {
             }
         };
         let row = self.find_one(query).await?;
-        customer_from_row(&row.ok_or(Error::NotFound {
+        rows::customer_from_row(&row.ok_or(Error::NotFound {
             resource: "customer",
         })?)
     }
@@ -557,7 +518,12 @@ impl Store {
             );
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        super::keyset_page(rows, page.size, |row| row.id, |row| customer_from_row(&row))
+        super::keyset_page(
+            rows,
+            page.size,
+            |row| row.id,
+            |row| rows::customer_from_row(&row),
+        )
     }
 
     /// Reads a customer inside `tx`, holding its row on PostgreSQL, and checks that it
@@ -584,7 +550,7 @@ impl Store {
                 resource: "customer",
             });
         }
-        customer_from_row(&row)
+        rows::customer_from_row(&row)
     }
 
     /// Writes `updated` over the customer if it is still at `updated.revision - 1`
@@ -701,7 +667,7 @@ impl Store {
                 .exec(tx.txn())
                 .await
                 .map_err(db_error)?;
-            let mut membership = super::users::membership_from_row(row)?;
+            let mut membership = rows::membership_from_row(row)?;
             membership.status = MembershipStatus::Inactive;
             membership.revision += 1;
             self.membership_event(tx, "membership.updated", &membership, customer_id)
@@ -748,7 +714,7 @@ impl Store {
             });
         }
         for row in memberships {
-            let membership = super::users::membership_from_row(row)?;
+            let membership = rows::membership_from_row(row)?;
             self.membership_event(&mut tx, "membership.deleted", &membership, id)
                 .await?;
         }
@@ -770,8 +736,4 @@ fn conflict_error(field: &'static str) -> Error {
             _ => "ALREADY_EXISTS",
         },
     }
-}
-
-pub(crate) fn domain_not_allowed(user: &User) -> Error {
-    super::members::email_not_admitted(&user.email, Some(user.id))
 }

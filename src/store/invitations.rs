@@ -12,7 +12,7 @@ use super::{
     entities::{account, customer, invitation, user},
     from_micros, is_unique_violation,
     members::LockedTarget,
-    now, to_micros,
+    now, rows, to_micros,
 };
 use crate::domain::{
     Error, Result,
@@ -298,9 +298,7 @@ impl Store {
             .all(tx.txn())
             .await
             .map_err(db_error)?;
-        rows.into_iter()
-            .map(super::users::membership_from_row)
-            .collect()
+        rows.into_iter().map(rows::membership_from_row).collect()
     }
 
     /// One keyset page of a target's invitations; EXPIRED means PENDING past its expiry.

@@ -13,7 +13,7 @@ use sea_orm::{
 use super::{
     Store, WriteTx, db_error,
     entities::{account, customer, membership, user},
-    is_unique_violation, now, to_micros,
+    is_unique_violation, now, rows, to_micros,
 };
 use crate::domain::{
     Error, Result,
@@ -24,6 +24,7 @@ use crate::domain::{
         AccessFacts, Grant, Membership, MembershipStatus, MembershipTarget, PERMISSIONS, Standing,
     },
     page::{Page, PageRequest},
+    refusals,
     user::{Email, User, UserStatus},
 };
 
@@ -53,7 +54,7 @@ impl LockedTarget {
     /// New members and invitations need an ACTIVE target (and an ACTIVE customer).
     pub fn require_open(&self) -> Result<()> {
         if self.customer.status != CustomerStatus::Active {
-            return Err(super::accounts::customer_not_active(&self.customer));
+            return Err(refusals::customer_not_active(&self.customer));
         }
         if let Some(account) = &self.account
             && account.status != AccountStatus::Active
@@ -79,7 +80,7 @@ impl LockedTarget {
         if self.customer.admits_email(email) {
             return Ok(());
         }
-        Err(email_not_admitted(email, user_id))
+        Err(refusals::email_not_admitted(email, user_id))
     }
 }
 
@@ -155,7 +156,7 @@ impl Store {
             .await
             .map_err(db_error)?
             .ok_or(Error::NotFound { resource: "user" })?;
-        super::users::user_from_row(&row)
+        rows::user_from_row(&row)
     }
 
     /// Inserts a new active membership of `user` in a locked, open target; a second
@@ -238,7 +239,7 @@ impl Store {
     ) -> Result<Membership> {
         let customer_id = locked.customer.id;
         if row.owner {
-            return super::users::membership_from_row(row);
+            return rows::membership_from_row(row);
         }
         let time = now();
         let micros = to_micros(time);
@@ -274,11 +275,11 @@ impl Store {
             .exec(tx.txn())
             .await
             .map_err(db_error)?;
-        let mut previous = super::users::membership_from_row(old)?;
+        let mut previous = rows::membership_from_row(old)?;
         previous.owner = false;
         previous.permissions = all_permissions();
         previous.revision += 1;
-        let mut next = super::users::membership_from_row(row)?;
+        let mut next = rows::membership_from_row(row)?;
         next.owner = true;
         next.permissions = all_permissions();
         next.revision += 1;
@@ -358,7 +359,7 @@ impl Store {
             permissions
         };
         let permissions_json = serde_json::to_string(&permissions).map_err(Error::internal)?;
-        let mut membership = super::users::membership_from_row(row.clone())?;
+        let mut membership = rows::membership_from_row(row.clone())?;
         if membership.permissions != permissions {
             membership::Entity::update_many()
                 .col_expr(
@@ -428,7 +429,7 @@ impl Store {
             .exec(tx.txn())
             .await
             .map_err(db_error)?;
-        let membership = super::users::membership_from_row(row)?;
+        let membership = rows::membership_from_row(row)?;
         self.membership_event(
             &mut tx,
             "membership.deleted",
@@ -480,12 +481,7 @@ impl Store {
             query = query.filter(membership::Column::Id.gt(after.uuid()));
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        super::keyset_page(
-            rows,
-            page.size,
-            |row| row.id,
-            super::users::membership_from_row,
-        )
+        super::keyset_page(rows, page.size, |row| row.id, rows::membership_from_row)
     }
 
     /// What `CheckAccess` decides on, in one read: the user, the target and its
@@ -573,22 +569,6 @@ impl Store {
                 },
             },
         }
-    }
-}
-
-/// The `FAILED_PRECONDITION` of an email outside `allowed_domains_registration`; the
-/// subject names the user when one exists, else the email.
-pub(crate) fn email_not_admitted(email: &Email, user_id: Option<Id>) -> Error {
-    Error::FailedPrecondition {
-        kind: "EMAIL_DOMAIN_NOT_ALLOWED",
-        subject: match user_id {
-            Some(id) => format!("users/{id}"),
-            None => format!("emails/{}", email.as_str()),
-        },
-        description: format!(
-            "the email domain {} is not in the customer's allowed_domains_registration",
-            email.domain()
-        ),
     }
 }
 

@@ -11,6 +11,7 @@ mod members;
 mod point_reads;
 mod relay;
 mod requests;
+mod rows;
 mod sequencer;
 mod throttle;
 mod users;

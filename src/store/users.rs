@@ -10,14 +10,14 @@ use sea_orm::{
 use super::{
     FixedSql, Store, WriteTx, db_error,
     entities::{membership, user},
-    from_micros, is_unique_violation, now, to_micros,
+    is_unique_violation, now, rows, to_micros,
 };
 use crate::domain::{
     Error, Result,
     event::{EventResource, NewEvent},
     id::Id,
     idempotency::RequestKey,
-    membership::{Membership, MembershipStatus, MembershipTarget},
+    membership::{Membership, MembershipStatus},
     page::{Page, PageRequest},
     user::{Email, NewUser, User, UserChanges, UserFilter, UserStatus},
 };
@@ -26,41 +26,6 @@ use crate::domain::{
 pub struct Credentials {
     pub user: User,
     pub password_hash: Option<String>,
-}
-
-pub(crate) fn user_from_row(row: &user::Model) -> Result<User> {
-    Ok(User {
-        id: Id::from_uuid(row.id),
-        email: Email::from_stored(row.email.clone()),
-        first_name: row.first_name.clone(),
-        last_name: row.last_name.clone(),
-        language: row.language.clone(),
-        status: UserStatus::from_db(&row.status)
-            .ok_or_else(|| Error::internal("unknown stored user status"))?,
-        has_password: row.password_hash.is_some(),
-        last_login_time: row.last_login_time.map(from_micros),
-        create_time: from_micros(row.create_time),
-        update_time: from_micros(row.update_time),
-        revision: row.revision,
-    })
-}
-
-pub(crate) fn membership_from_row(row: membership::Model) -> Result<Membership> {
-    let target = match (row.customer_id, row.account_id) {
-        (Some(customer), None) => MembershipTarget::Customer(Id::from_uuid(customer)),
-        (None, Some(account)) => MembershipTarget::Account(Id::from_uuid(account)),
-        _ => return Err(Error::internal("membership names neither or both targets")),
-    };
-    Ok(Membership {
-        user_id: Id::from_uuid(row.user_id),
-        target,
-        owner: row.owner,
-        permissions: serde_json::from_str(&row.permissions).map_err(Error::internal)?,
-        status: MembershipStatus::from_db(&row.status)
-            .ok_or_else(|| Error::internal("unknown membership status"))?,
-        create_time: from_micros(row.create_time),
-        revision: row.revision,
-    })
 }
 
 fn user_is_owner(id: Id) -> Error {
@@ -156,7 +121,7 @@ impl Store {
         let inserted = user::Entity::insert(row)
             .exec_with_returning(tx.txn())
             .await?;
-        user_from_row(&inserted).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
+        rows::user_from_row(&inserted).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
     }
 
     async fn user_event(&self, tx: &mut WriteTx, kind: &'static str, user: &User) -> Result<()> {
@@ -174,7 +139,7 @@ impl Store {
 
     pub async fn get_user(&self, id: Id) -> Result<User> {
         let row = self.user_row_by(user::Column::Id, id.uuid().into()).await?;
-        user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
+        rows::user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
     }
 
     /// The user whose unique `column` (id or email) holds `value`: the hottest
@@ -225,7 +190,7 @@ impl Store {
         let row = self
             .user_row_by(user::Column::Email, email.as_str().into())
             .await?;
-        user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
+        rows::user_from_row(&row.ok_or(Error::NotFound { resource: "user" })?)
     }
 
     /// One keyset page of users in creation order.
@@ -263,7 +228,12 @@ impl Store {
             }
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        super::keyset_page(rows, page.size, |row| row.id, |row| user_from_row(&row))
+        super::keyset_page(
+            rows,
+            page.size,
+            |row| row.id,
+            |row| rows::user_from_row(&row),
+        )
     }
 
     /// Applies `changes` if the user is still at `expected_revision` (when given).
@@ -275,7 +245,7 @@ impl Store {
     ) -> Result<User> {
         let mut tx = self.begin().await?;
         let current = self.locked_user(&tx, id, expected_revision).await?;
-        let mut updated = user_from_row(&current)?;
+        let mut updated = rows::user_from_row(&current)?;
         changes.apply(&mut updated);
         updated.update_time = now();
         updated.revision = current.revision + 1;
@@ -357,7 +327,7 @@ impl Store {
         if owned.is_some() {
             return Err(user_is_owner(id));
         }
-        let last = user_from_row(&current)?;
+        let last = rows::user_from_row(&current)?;
         let memberships = membership::Entity::find()
             .filter(membership::Column::UserId.eq(id.uuid()))
             .order_by_asc(membership::Column::Id)
@@ -396,7 +366,7 @@ impl Store {
                 }
                 (None, None) => return Err(Error::internal("membership without a target")),
             };
-            let membership = membership_from_row(row)?;
+            let membership = rows::membership_from_row(row)?;
             self.membership_event(&mut tx, "membership.deleted", &membership, customer_id)
                 .await?;
         }
@@ -408,7 +378,7 @@ impl Store {
         let row = self.user_row_by(user::Column::Email, email.into()).await?;
         row.map(|row| {
             Ok(Credentials {
-                user: user_from_row(&row)?,
+                user: rows::user_from_row(&row)?,
                 password_hash: row.password_hash,
             })
         })
@@ -428,7 +398,7 @@ impl Store {
             .map_err(db_error)?;
         row.map(|row| {
             Ok(Credentials {
-                user: user_from_row(&row)?,
+                user: rows::user_from_row(&row)?,
                 password_hash: row.password_hash,
             })
         })
@@ -441,7 +411,7 @@ impl Store {
             .await?
             .ok_or(Error::NotFound { resource: "user" })?;
         Ok(Credentials {
-            user: user_from_row(&row)?,
+            user: rows::user_from_row(&row)?,
             password_hash: row.password_hash,
         })
     }
@@ -453,7 +423,7 @@ impl Store {
         let current = self.locked_user(&tx, id, None).await?;
         // A new password starts a new count: the failures were against the old one.
         self.clear_sign_in_failures(&tx, &current.email).await?;
-        let mut updated = user_from_row(&current)?;
+        let mut updated = rows::user_from_row(&current)?;
         updated.has_password = true;
         updated.update_time = now();
         updated.revision = current.revision + 1;
@@ -520,9 +490,9 @@ impl Store {
         self.commit(tx).await?;
         let memberships = memberships
             .into_iter()
-            .map(membership_from_row)
+            .map(rows::membership_from_row)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some((user_from_row(&row)?, memberships)))
+        Ok(Some((rows::user_from_row(&row)?, memberships)))
     }
 
     /// The user's memberships, oldest first; `active_only` drops inactive ones.
@@ -538,6 +508,6 @@ impl Store {
             query = query.filter(membership::Column::Status.eq(MembershipStatus::Active.as_str()));
         }
         let rows = self.read(|| query.clone().all(&self.db)).await?;
-        rows.into_iter().map(membership_from_row).collect()
+        rows.into_iter().map(rows::membership_from_row).collect()
     }
 }
