@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use super::App;
+use super::{App, once_more_on_contention};
 use crate::{
     domain::{
         Error, Result, etag,
@@ -99,14 +99,16 @@ impl App {
         };
         violations.finish()?;
         transfer_allowed(owner, may_transfer)?;
-        self.store
-            .add_member(
-                target_id.expect("validated above"),
-                &member.expect("validated above"),
-                permissions.expect("validated above"),
-                owner,
-            )
-            .await
+        let (target_id, member, permissions) = (
+            target_id.expect("validated above"),
+            member.expect("validated above"),
+            permissions.expect("validated above"),
+        );
+        once_more_on_contention(|| {
+            self.store
+                .add_member(target_id, &member, permissions.clone(), owner)
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -138,15 +140,16 @@ impl App {
         };
         violations.finish()?;
         transfer_allowed(owner, may_transfer)?;
-        self.store
-            .update_member(
-                target_id.expect("validated above"),
-                user_id.expect("validated above"),
-                permissions.expect("validated above"),
-                owner,
-                expected,
-            )
-            .await
+        let (target_id, user_id, permissions) = (
+            target_id.expect("validated above"),
+            user_id.expect("validated above"),
+            permissions.expect("validated above"),
+        );
+        once_more_on_contention(|| {
+            self.store
+                .update_member(target_id, user_id, permissions.clone(), owner, expected)
+        })
+        .await
     }
 
     pub async fn remove_member(
@@ -166,13 +169,11 @@ impl App {
             }
         };
         violations.finish()?;
-        self.store
-            .remove_member(
-                target_id.expect("validated above"),
-                user_id.expect("validated above"),
-                expected,
-            )
-            .await
+        let (target_id, user_id) = (
+            target_id.expect("validated above"),
+            user_id.expect("validated above"),
+        );
+        once_more_on_contention(|| self.store.remove_member(target_id, user_id, expected)).await
     }
 
     pub async fn list_members(
@@ -228,18 +229,23 @@ impl App {
         violations.finish()?;
         let target_id = target_id.expect("validated above");
         let (token, digest) = invitation::new_token();
-        let created = self
-            .store
-            .create_invitation(
+        let (email, permissions) = (
+            email.expect("validated above"),
+            permissions.expect("validated above"),
+        );
+        let expire_time = self.invitation_expiry();
+        let created = once_more_on_contention(|| {
+            self.store.create_invitation(
                 target_id,
-                &email.expect("validated above"),
-                permissions.expect("validated above"),
+                &email,
+                permissions.clone(),
                 inviter,
                 &digest,
-                self.invitation_expiry(),
+                expire_time,
                 key.as_ref(),
             )
-            .await?;
+        })
+        .await?;
         match created {
             crate::store::CreatedInvitation::New(invitation) => Ok((invitation, token)),
             crate::store::CreatedInvitation::Replayed(first) => match first.status_at(Utc::now()) {
@@ -247,10 +253,11 @@ impl App {
                     Ok((first, String::new()))
                 }
                 _ => {
-                    let resent = self
-                        .store
-                        .resend_invitation(target_id, first.id, &digest, self.invitation_expiry())
-                        .await?;
+                    let resent = once_more_on_contention(|| {
+                        self.store
+                            .resend_invitation(target_id, first.id, &digest, expire_time)
+                    })
+                    .await?;
                     Ok((resent, token))
                 }
             },
@@ -299,12 +306,11 @@ impl App {
         let target_id = violations.check(target.field(), target.parse());
         let id = violations.check("invitation_id", Id::parse(invitation_id));
         violations.finish()?;
-        self.store
-            .revoke_invitation(
-                target_id.expect("validated above"),
-                id.expect("validated above"),
-            )
-            .await
+        let (target_id, id) = (
+            target_id.expect("validated above"),
+            id.expect("validated above"),
+        );
+        once_more_on_contention(|| self.store.revoke_invitation(target_id, id)).await
     }
 
     pub async fn resend_invitation(
@@ -317,15 +323,16 @@ impl App {
         let id = violations.check("invitation_id", Id::parse(invitation_id));
         violations.finish()?;
         let (token, digest) = invitation::new_token();
-        let invitation = self
-            .store
-            .resend_invitation(
-                target_id.expect("validated above"),
-                id.expect("validated above"),
-                &digest,
-                self.invitation_expiry(),
-            )
-            .await?;
+        let (target_id, id) = (
+            target_id.expect("validated above"),
+            id.expect("validated above"),
+        );
+        let expire_time = self.invitation_expiry();
+        let invitation = once_more_on_contention(|| {
+            self.store
+                .resend_invitation(target_id, id, &digest, expire_time)
+        })
+        .await?;
         Ok((invitation, token))
     }
 
@@ -402,9 +409,11 @@ impl App {
                 }
             }
         };
-        self.store
-            .accept_invitation(&digest, &acceptor, key.as_ref())
-            .await
+        once_more_on_contention(|| {
+            self.store
+                .accept_invitation(&digest, &acceptor, key.as_ref())
+        })
+        .await
     }
 
     /// Whether `user_id` may use `permission` on the target (SPEC section 4).

@@ -2,6 +2,7 @@
 //! invitations (`members/invitations.rs`) and access checks (`members/access.rs`).
 
 mod access;
+mod contention;
 mod deletes;
 mod invitations;
 mod ownership;
