@@ -8,7 +8,7 @@ use super::{
     id::Id,
     limits::{ACCOUNT_LIMIT_KEYS, Limits, parse_limits},
     metadata::{JsonObject, parse_metadata},
-    violations::Violations,
+    violations::{Refused, Violations},
 };
 
 pub const MAX_ACCOUNT_NAME_LEN: usize = 100;
@@ -97,9 +97,14 @@ pub struct NewAccount {
     pub metadata: JsonObject,
 }
 
-/// The raw fields of a request's `Account`. Enums left unspecified are `None`.
+/// The raw fields of a request's `Account`. Enums left unspecified are `None`, and so
+/// are enums holding a number outside the enum: those are in `refused`, which validation
+/// reports with every other violation.
 #[derive(Debug, Clone, Default)]
 pub struct AccountFields<'a> {
+    /// The fields that could not be read: a number outside an enum (the enum is `None`
+    /// here), a non-finite number in a Struct (the object is `None`).
+    pub refused: Refused,
     pub external_id: &'a str,
     pub name: &'a str,
     pub service_type: Option<ServiceType>,
@@ -169,6 +174,11 @@ fn parse_objects(
 impl NewAccount {
     /// Validates every field of a create, reporting all violations under `prefix`.
     pub fn parse(prefix: &str, fields: &AccountFields<'_>) -> Result<NewAccount> {
+        fields.refused.over(Self::parse_read(prefix, fields))
+    }
+
+    /// `parse` of the fields that could be read.
+    fn parse_read(prefix: &str, fields: &AccountFields<'_>) -> Result<NewAccount> {
         let mut violations = Violations::new();
         let name = violations.check(&format!("{prefix}.name"), parse_name(fields.name));
         let external_id = violations.check(
@@ -221,8 +231,14 @@ const OUTPUT_ONLY_FIELDS: [&str; 7] = [
 
 impl Account {
     /// The account after an update (`paths` = the mask, `*` = every writable field);
-    /// leaving TERMINATED is a `FailedPrecondition`. The store bumps revision and time.
+    /// leaving TERMINATED is a `FailedPrecondition`. Refused fields are violations
+    /// whatever the mask names. The store bumps revision and time.
     pub fn changed(&self, paths: &[String], fields: &AccountFields<'_>) -> Result<Account> {
+        fields.refused.over(self.changed_read(paths, fields))
+    }
+
+    /// `changed` with the fields that could be read.
+    fn changed_read(&self, paths: &[String], fields: &AccountFields<'_>) -> Result<Account> {
         let mut violations = Violations::new();
         if paths.is_empty() {
             violations.add(

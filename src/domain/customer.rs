@@ -18,7 +18,13 @@ mod tests;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, id::Id, limits::Limits, user::Email, violations::Violations};
+use super::{
+    Result,
+    id::Id,
+    limits::Limits,
+    user::Email,
+    violations::{Refused, Violations},
+};
 use profile::required;
 
 pub use contact::{Address, AddressFields, AddressType, Telephone, TelephoneFields, TelephoneType};
@@ -193,9 +199,13 @@ impl NewCustomer {
 }
 
 /// The raw fields of a request's `Customer`, before validation. Enums the request left
-/// unspecified are `None`; the gRPC layer refuses numbers outside an enum.
+/// unspecified are `None`, and so are enums holding a number outside the enum: those are
+/// in `refused`, which validation reports with every other violation.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerFields<'a> {
+    /// The fields that could not be read: a number outside an enum (the enum is `None`
+    /// here), a non-finite number in a Struct (the object is `None`).
+    pub refused: Refused,
     pub external_id: &'a str,
     pub tenant_id: &'a str,
     pub customer_prefix: &'a str,
@@ -271,6 +281,15 @@ impl NewCustomer {
         fields: &CustomerFields<'_>,
         today: NaiveDate,
     ) -> Result<NewCustomer> {
+        fields.refused.over(Self::parse_read(prefix, fields, today))
+    }
+
+    /// `parse` of the fields that could be read.
+    fn parse_read(
+        prefix: &str,
+        fields: &CustomerFields<'_>,
+        today: NaiveDate,
+    ) -> Result<NewCustomer> {
         let mut violations = Violations::new();
         let parsed = profile::parse_named(prefix, fields, today, &|_| true, &mut violations)?;
         let company_name = parsed.company_name.clone().unwrap_or_default();
@@ -338,14 +357,16 @@ impl Customer {
     /// field; output-only paths are ignored; unknown paths are `update_mask`
     /// violations). Validates the named fields and the rules that span fields
     /// (`company_name` for BUSINESS, telephones parsed with the resulting country, no
-    /// way out of TERMINATED as a `FailedPrecondition`). Does not bump the revision or
-    /// the times: the store does.
+    /// way out of TERMINATED as a `FailedPrecondition`). Refused fields are violations
+    /// whatever the mask names. Does not bump the revision or the times: the store does.
     pub fn changed(
         &self,
         paths: &[String],
         fields: &CustomerFields<'_>,
         today: NaiveDate,
     ) -> Result<Customer> {
-        update::changed(self, paths, fields, today)
+        fields
+            .refused
+            .over(update::changed(self, paths, fields, today))
     }
 }

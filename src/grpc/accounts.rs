@@ -37,7 +37,7 @@ impl pb::account_service_server::AccountService for AccountApi {
             &request.request_id,
             |r| r.request_id.clear(),
         )?;
-        let fields = convert::account_fields(request.account.as_ref())?;
+        let fields = convert::account_fields(request.account.as_ref());
         let owner = match &request.owner {
             None => OwnerRequest::Default,
             Some(Owner::OwnerUserId(id)) => OwnerRequest::UserId(id),
@@ -75,8 +75,7 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let r = request.into_inner();
-        let status = convert::account_status("status", r.status)?;
-        let service_type = convert::service_type("service_type", r.service_type)?;
+        let (status, service_type) = convert::account_filters(&r)?;
         let (accounts, next_page_token) = self
             .app
             .list_accounts(
@@ -99,7 +98,7 @@ impl pb::account_service_server::AccountService for AccountApi {
     ) -> Result<Response<pb::UpdateAccountResponse>, Status> {
         let r = request.into_inner();
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let fields = convert::account_fields(r.account.as_ref())?;
+        let fields = convert::account_fields(r.account.as_ref());
         let account = self
             .app
             .update_account(&r.account_id, &r.etag, &mask, &fields)

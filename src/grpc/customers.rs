@@ -36,7 +36,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             &request.request_id,
             |r| r.request_id.clear(),
         )?;
-        let fields = convert::customer_fields(request.customer.as_ref())?;
+        let fields = convert::customer_fields(request.customer.as_ref());
         let customer = self
             .app
             .create_customer(
@@ -76,8 +76,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let r = request.into_inner();
-        let status = convert::customer_status("status", r.status)?;
-        let customer_type = convert::customer_type("customer_type", r.customer_type)?;
+        let (status, customer_type) = convert::customer_filters(&r)?;
         let (customers, next_page_token) = self
             .app
             .list_customers(
@@ -101,7 +100,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
     ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
         let r = request.into_inner();
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let fields = convert::customer_fields(r.customer.as_ref())?;
+        let fields = convert::customer_fields(r.customer.as_ref());
         let customer = self
             .app
             .update_customer(&r.customer_id, &r.etag, &mask, &fields)

@@ -11,3 +11,4 @@ mod hardening;
 mod members;
 mod relay;
 mod users;
+mod validation_enums;

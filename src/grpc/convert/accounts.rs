@@ -41,10 +41,29 @@ pub fn service_type(field: &str, value: i32) -> Result<Option<ServiceType>> {
     }
 }
 
+/// The enum filters of `ListAccounts`, a number outside either enum reported with the
+/// other.
+pub fn account_filters(
+    r: &pb::ListAccountsRequest,
+) -> Result<(Option<AccountStatus>, Option<ServiceType>)> {
+    let mut violations = Violations::new();
+    let status = keep(&mut violations, account_status("status", r.status)).flatten();
+    let kind = keep(
+        &mut violations,
+        service_type("service_type", r.service_type),
+    )
+    .flatten();
+    violations.finish()?;
+    Ok((status, kind))
+}
+
 /// The writable fields of a request's `Account`; a missing message reads as empty.
-pub fn account_fields(account: Option<&pb::Account>) -> Result<AccountFields<'_>> {
+/// Numbers outside an enum and non-finite numbers in a Struct are not errors here: they
+/// are the fields' `refused`, which validation reports with the request's other
+/// violations.
+pub fn account_fields(account: Option<&pb::Account>) -> AccountFields<'_> {
     let Some(a) = account else {
-        return Ok(AccountFields::default());
+        return AccountFields::default();
     };
     let mut violations = Violations::new();
     let status = keep(&mut violations, account_status("account.status", a.status)).flatten();
@@ -63,15 +82,15 @@ pub fn account_fields(account: Option<&pb::Account>) -> Result<AccountFields<'_>
         to_json_object("account.account_metadata", a.account_metadata.as_ref()),
     )
     .flatten();
-    violations.finish()?;
-    Ok(AccountFields {
+    AccountFields {
+        refused: violations.into_refused(),
         external_id: &a.external_id,
         name: &a.name,
         service_type: kind,
         status,
         settings,
         metadata,
-    })
+    }
 }
 
 impl From<&Account> for pb::Account {

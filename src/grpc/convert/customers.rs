@@ -58,11 +58,29 @@ fn not_in_enum(field: &str, value: i32, name: &str) -> Error {
     Error::invalid(field, format!("{value} is not a value of {name}"))
 }
 
+/// The enum filters of `ListCustomers`, a number outside either enum reported with the
+/// other.
+pub fn customer_filters(
+    r: &pb::ListCustomersRequest,
+) -> Result<(Option<CustomerStatus>, Option<CustomerType>)> {
+    let mut violations = Violations::new();
+    let status = keep(&mut violations, customer_status("status", r.status)).flatten();
+    let kind = keep(
+        &mut violations,
+        customer_type("customer_type", r.customer_type),
+    )
+    .flatten();
+    violations.finish()?;
+    Ok((status, kind))
+}
+
 /// The writable fields of a request's `Customer`; a missing message reads as empty.
-/// Numbers outside an enum and non-finite numbers in a Struct are reported together.
-pub fn customer_fields(customer: Option<&pb::Customer>) -> Result<CustomerFields<'_>> {
+/// Numbers outside an enum and non-finite numbers in a Struct are not errors here: they
+/// are the fields' `refused`, which validation reports with the request's other
+/// violations.
+pub fn customer_fields(customer: Option<&pb::Customer>) -> CustomerFields<'_> {
     let Some(c) = customer else {
-        return Ok(CustomerFields::default());
+        return CustomerFields::default();
     };
     let mut violations = Violations::new();
     let status = keep(
@@ -133,8 +151,8 @@ pub fn customer_fields(customer: Option<&pb::Customer>) -> Result<CustomerFields
             telephone_extension: &t.telephone_extension,
         })
         .collect();
-    violations.finish()?;
-    Ok(CustomerFields {
+    CustomerFields {
+        refused: violations.into_refused(),
         external_id: &c.external_id,
         tenant_id: &c.tenant_id,
         customer_prefix: &c.customer_prefix,
@@ -167,7 +185,7 @@ pub fn customer_fields(customer: Option<&pb::Customer>) -> Result<CustomerFields
                 issued_date: &d.issued_date,
             })
             .collect(),
-    })
+    }
 }
 
 impl From<&Customer> for pb::Customer {

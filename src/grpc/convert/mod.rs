@@ -5,8 +5,8 @@ mod customers;
 mod invitations;
 mod structs;
 
-pub use accounts::{account_fields, account_status, service_type};
-pub use customers::{customer_fields, customer_status, customer_type};
+pub use accounts::{account_fields, account_filters};
+pub use customers::{customer_fields, customer_filters};
 pub use invitations::invitation_status;
 
 use chrono::{DateTime, Utc};

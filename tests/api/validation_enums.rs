@@ -1,0 +1,254 @@
+//! A number outside its enum is a field violation like any other: it is reported in the
+//! same `BadRequest` as the request's other violations, once, and never also as
+//! "required" (the enum reads as unspecified once refused).
+
+use tenancy_client::pb;
+use tonic::{Code, Status};
+
+use crate::customers::validation::{number, object, string};
+use crate::customers::{self, business, events, personal, try_create};
+use crate::helpers::{Backend, TestApp, spawn_app, unique_email, violated_fields};
+
+/// The violated fields of an `INVALID_ARGUMENT`, sorted, duplicates kept.
+fn sorted_fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut fields = violated_fields(status);
+    fields.sort();
+    fields
+}
+
+async fn update_account(
+    app: &TestApp,
+    id: &str,
+    account: pb::Account,
+    paths: &[&str],
+) -> Result<pb::Account, Status> {
+    app.accounts
+        .clone()
+        .update_account(pb::UpdateAccountRequest {
+            account_id: id.into(),
+            account: Some(account),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            }),
+            etag: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().account.expect("an updated account"))
+}
+
+async fn create_customer_reports_out_of_range_enums_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut customer = business("not-an-email", "Acme");
+    customer.customer_type = 99;
+    customer.status = 42;
+    customer.customer_metadata = Some(object(&[("x", number(f64::NAN))]));
+    customer.addresses = vec![pb::Address {
+        address_type: 7,
+        country: "BR".into(),
+        ..Default::default()
+    }];
+    customer.telephones = vec![pb::Telephone {
+        telephone_type: 9,
+        number: "+55 11 91234-5678".into(),
+        ..Default::default()
+    }];
+    let status = try_create(&app, customer).await.unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        [
+            "customer.addresses[0].address_type",
+            "customer.customer_metadata.x",
+            "customer.customer_type",
+            "customer.email",
+            "customer.status",
+            "customer.telephones[0].telephone_type",
+        ]
+    );
+    assert!(events(&app).await.is_empty(), "nothing was written");
+}
+
+async fn create_customer_reports_an_out_of_range_enum_with_a_request_level_violation(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let mut customer = personal(&unique_email("enum-owner"));
+    customer.customer_type = 99;
+    let status = app
+        .customers
+        .clone()
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(customer),
+            owner_user_id: "not-an-id".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        ["customer.customer_type", "owner_user_id"]
+    );
+}
+
+async fn update_customer_reports_out_of_range_enums_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = customers::create(&app, personal(&unique_email("enum-update"))).await;
+    let changes = pb::Customer {
+        status: 99,
+        customer_type: 99,
+        email: "not-an-email".into(),
+        first_name: "Still".into(),
+        ..Default::default()
+    };
+    let status = customers::update(
+        &app,
+        &created.uuid,
+        changes,
+        &["status", "customer_type", "email", "first_name"],
+        "",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        [
+            "customer.customer_type",
+            "customer.email",
+            "customer.status"
+        ]
+    );
+    let after = customers::get(&app, &created.uuid).await.unwrap();
+    assert_eq!(after.etag, created.etag, "nothing was changed");
+}
+
+async fn update_customer_refuses_an_out_of_range_enum_that_is_the_only_violation(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = customers::create(&app, personal(&unique_email("enum-alone"))).await;
+    let changes = pb::Customer {
+        status: 99,
+        first_name: "Renamed".into(),
+        ..Default::default()
+    };
+    let status = customers::update(&app, &created.uuid, changes, &["first_name"], "")
+        .await
+        .unwrap_err();
+    assert_eq!(sorted_fields(&status), ["customer.status"]);
+    let after = customers::get(&app, &created.uuid).await.unwrap();
+    assert_eq!(after.etag, created.etag, "nothing was changed");
+}
+
+async fn create_account_reports_out_of_range_enums_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = pb::Account {
+        name: " ".into(),
+        service_type: 99,
+        status: 42,
+        account_metadata: Some(object(&[("x", number(f64::INFINITY))])),
+        ..Default::default()
+    };
+    let status = crate::accounts::try_create_with(&app, crate::accounts::request("nope", account))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        [
+            "account.account_metadata.x",
+            "account.name",
+            "account.service_type",
+            "account.status",
+            "customer_id",
+        ]
+    );
+    assert!(events(&app).await.is_empty(), "nothing was written");
+}
+
+async fn update_account_reports_out_of_range_enums_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customer = customers::create(&app, business(&unique_email("enum-accu"), "Acc Co")).await;
+    let created = crate::accounts::create(&app, &customer.uuid, "Meetings").await;
+    let changes = pb::Account {
+        name: " ".into(),
+        service_type: 99,
+        status: 42,
+        ..Default::default()
+    };
+    let status = update_account(
+        &app,
+        &created.uuid,
+        changes,
+        &["name", "service_type", "status"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        ["account.name", "account.service_type", "account.status"]
+    );
+    let after = crate::accounts::get(&app, &created.uuid).await.unwrap();
+    assert_eq!(after.etag, created.etag, "nothing was changed");
+}
+
+async fn list_filters_report_every_out_of_range_enum(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let status = app
+        .customers
+        .clone()
+        .list_customers(pb::ListCustomersRequest {
+            status: 99,
+            customer_type: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(sorted_fields(&status), ["customer_type", "status"]);
+    let status = app
+        .accounts
+        .clone()
+        .list_accounts(pb::ListAccountsRequest {
+            status: 99,
+            service_type: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(sorted_fields(&status), ["service_type", "status"]);
+}
+
+async fn valid_enums_still_round_trip(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut customer = business(&unique_email("enum-ok"), "Enum Ok");
+    customer.status = pb::CustomerStatus::Suspended as i32;
+    customer.customer_settings = Some(object(&[("locale", string("pt_BR"))]));
+    customer.addresses = vec![pb::Address {
+        address_type: pb::AddressType::Billing as i32,
+        country: "BR".into(),
+        ..Default::default()
+    }];
+    customer.telephones = vec![pb::Telephone {
+        telephone_type: pb::TelephoneType::Mobile as i32,
+        number: "+55 11 91234-5678".into(),
+        ..Default::default()
+    }];
+    let created = customers::create(&app, customer).await;
+    assert_eq!(created.status, pb::CustomerStatus::Suspended as i32);
+    assert_eq!(created.customer_type, pb::CustomerType::Business as i32);
+    assert_eq!(
+        created.addresses[0].address_type,
+        pb::AddressType::Billing as i32
+    );
+    assert_eq!(
+        created.telephones[0].telephone_type,
+        pb::TelephoneType::Mobile as i32
+    );
+}
+
+crate::on_both_backends!(
+    create_customer_reports_out_of_range_enums_with_the_other_violations,
+    create_customer_reports_an_out_of_range_enum_with_a_request_level_violation,
+    update_customer_reports_out_of_range_enums_with_the_other_violations,
+    update_customer_refuses_an_out_of_range_enum_that_is_the_only_violation,
+    create_account_reports_out_of_range_enums_with_the_other_violations,
+    update_account_reports_out_of_range_enums_with_the_other_violations,
+    list_filters_report_every_out_of_range_enum,
+    valid_enums_still_round_trip,
+);
