@@ -481,17 +481,24 @@ impl Store {
         let writer = tx.writer.take();
         txn.commit().await.map_err(db_error)?;
         drop(writer);
-        if !tx.touched.is_empty() {
+        self.committed(&tx.touched, pending, appended);
+        Ok(())
+    }
+
+    /// What follows every commit: caches drop what the write touched, the sequencer
+    /// is woken for new pending events, and local streams learn the new head.
+    fn committed(&self, touched: &[Id], pending_written: bool, appended: Option<i64>) {
+        if !touched.is_empty() {
             let observer = self
                 .commit_observer
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             if let Some(observer) = observer {
-                observer(&tx.touched);
+                observer(touched);
             }
         }
-        if pending && let Some(sequencer) = &self.sequencer {
+        if pending_written && let Some(sequencer) = &self.sequencer {
             sequencer.written();
         }
         if let Some(sequence) = appended {
@@ -503,7 +510,6 @@ impl Store {
                 newer
             });
         }
-        Ok(())
     }
 
     /// The 32-byte secret that keys page tokens and request fingerprints, created on

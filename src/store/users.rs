@@ -1,9 +1,8 @@
 //! Users and their memberships.
 
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    ActiveModelTrait as _, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _,
     sea_query::{Expr, ExprTrait as _, LikeExpr, Query},
 };
 
@@ -33,6 +32,30 @@ fn user_is_owner(id: Id) -> Error {
         kind: "USER_IS_OWNER",
         subject: format!("users/{id}"),
         description: "the user owns a customer or an account; move the ownership first".into(),
+    }
+}
+
+/// The row of a user about to be created, with a new id.
+fn new_user_row(
+    new: &NewUser,
+    password_hash: Option<String>,
+    time: chrono::DateTime<chrono::Utc>,
+) -> user::Model {
+    let time = to_micros(time);
+    user::Model {
+        id: Id::generate().uuid(),
+        email: new.email.as_str().to_string(),
+        first_name: new.first_name.clone(),
+        last_name: new.last_name.clone(),
+        first_name_lower: new.first_name.to_lowercase(),
+        last_name_lower: new.last_name.to_lowercase(),
+        language: new.language.clone(),
+        status: new.status.as_str().to_string(),
+        password_hash,
+        last_login_time: None,
+        create_time: time,
+        update_time: time,
+        revision: 1,
     }
 }
 
@@ -75,6 +98,9 @@ impl Store {
         password_hash: Option<String>,
         key: Option<&RequestKey>,
     ) -> Result<User> {
+        if key.is_none() && self.sequencer.is_some() {
+            return self.create_user_alone(new, password_hash).await;
+        }
         let mut tx = self.begin().await?;
         if let Some(key) = key
             && let Some(first) = self.replay_in::<User>(&tx, key).await?
@@ -94,6 +120,47 @@ impl Store {
         Ok(created)
     }
 
+    /// CreateUser without a request id on PostgreSQL: the user and its `user.created`
+    /// event in one statement (see `insert_alone_with_events`). Its id is made here, so
+    /// a connection that broke under the statement is settled exactly: the user is
+    /// there (with its event, same statement) or the statement runs once more.
+    async fn create_user_alone(
+        &self,
+        new: &NewUser,
+        password_hash: Option<String>,
+    ) -> Result<User> {
+        let row = new_user_row(new, password_hash, now());
+        let created = rows::user_from_row(&row)?;
+        let events = [NewEvent {
+            kind: "user.created",
+            resource_id: created.id,
+            customer_id: None,
+            resource: EventResource::User(created.clone()),
+        }];
+        let insert = || {
+            use sea_orm::QueryTrait as _;
+            user::Entity::insert(user::ActiveModel::from(row.clone()).reset_all())
+                .build(sea_orm::DbBackend::Postgres)
+        };
+        match self.insert_alone_with_events(insert(), &events).await {
+            Ok(()) => Ok(created),
+            Err(err) if super::is_broken_connection(&err) => {
+                tracing::debug!(%err, "a connection broke under a CreateUser; settling it");
+                self.drop_idle_connections();
+                let written = self
+                    .read(|| user::Entity::find_by_id(created.id.uuid()).one(&self.db))
+                    .await?;
+                if written.is_none() {
+                    self.insert_alone_with_events(insert(), &events)
+                        .await
+                        .map_err(email_taken)?;
+                }
+                Ok(created)
+            }
+            Err(err) => Err(email_taken(err)),
+        }
+    }
+
     /// Inserts a user inside `tx`; the caller classifies a unique violation (email).
     pub(crate) async fn insert_user_in(
         &self,
@@ -102,22 +169,8 @@ impl Store {
         password_hash: Option<String>,
         time: chrono::DateTime<chrono::Utc>,
     ) -> std::result::Result<User, sea_orm::DbErr> {
-        let time = to_micros(time);
-        let row = user::ActiveModel {
-            id: Set(Id::generate().uuid()),
-            email: Set(new.email.as_str().to_string()),
-            first_name: Set(new.first_name.clone()),
-            last_name: Set(new.last_name.clone()),
-            first_name_lower: Set(new.first_name.to_lowercase()),
-            last_name_lower: Set(new.last_name.to_lowercase()),
-            language: Set(new.language.clone()),
-            status: Set(new.status.as_str().to_string()),
-            password_hash: Set(password_hash),
-            last_login_time: Set(None),
-            create_time: Set(time),
-            update_time: Set(time),
-            revision: Set(1),
-        };
+        // Every column is `Set`, so the INSERT names them all.
+        let row = user::ActiveModel::from(new_user_row(new, password_hash, time)).reset_all();
         let inserted = user::Entity::insert(row)
             .exec_with_returning(tx.txn())
             .await?;
