@@ -12,6 +12,11 @@ use crate::{
     store::{ConnectionLimits, DatabaseSettings, ThrottlePolicy},
 };
 
+/// The default of `--stream-buffer-bytes`: what one slow client's stream may hold.
+/// Room for hundreds of events even when each carries a customer with settings and
+/// metadata near their 16 KiB limits.
+pub const DEFAULT_STREAM_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+
 /// tenancy: the source of truth for customers, accounts, users and memberships.
 #[derive(Debug, Parser)]
 #[command(name = "tenancy", version, about)]
@@ -196,10 +201,23 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_EVENT_POLL_INTERVAL_MS", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(10..))]
     pub event_poll_interval_ms: u64,
+    /// Estimated bytes of events one StreamEvents stream holds in this process for a
+    /// client that reads slowly (at least 65536); past it the stream waits, and reads
+    /// what it missed from the database once the client catches up.
+    #[arg(long, env = "TENANCY_STREAM_BUFFER_BYTES",
+          default_value_t = DEFAULT_STREAM_BUFFER_BYTES,
+          value_parser = clap::value_parser!(u64).range(65_536..))]
+    pub stream_buffer_bytes: u64,
     /// Entries each in-process cache (customers, effective limits, access facts, API
     /// keys, unknown API keys) holds at most, least recently used evicted first; 0 turns caching off.
     #[arg(long, env = "TENANCY_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: usize,
+    /// Estimated bytes each in-process cache holds at most (so five times this in all),
+    /// least recently used evicted first until both this and --cache-capacity hold; an
+    /// entry larger than this is not cached.
+    #[arg(long, env = "TENANCY_CACHE_MAX_BYTES",
+          default_value_t = crate::cache::DEFAULT_MAX_BYTES)]
+    pub cache_max_bytes: usize,
     /// Milliseconds: no cached answer (and no cached API key) reflects the database as of
     /// longer ago than this. Past it without a successful poll, reads go to the
     /// database. Keep it above the event poll interval.
@@ -331,12 +349,15 @@ impl ServeArgs {
             max_streams_per_key: usize::try_from(self.max_streams_per_key.max(1))
                 .unwrap_or(usize::MAX),
             retention_days: self.event_retention_days,
+            stream_buffer_bytes: usize::try_from(self.stream_buffer_bytes.max(65_536))
+                .unwrap_or(usize::MAX),
         }
     }
 
     pub fn cache(&self) -> CacheSettings {
         CacheSettings {
             capacity: self.cache_capacity,
+            max_bytes: self.cache_max_bytes,
             staleness: Duration::from_millis(self.cache_staleness_ms.max(1)),
         }
     }

@@ -165,6 +165,21 @@ impl Collector for Vitals {
                 ];
                 ConstGauge::new(lag.events_behind).encode(family.encode_family(&labels)?)?;
             }
+            let mut family = e.encode_descriptor(
+                "tenancy_event_stream_buffered_bytes",
+                "Estimated bytes of events an open stream holds that its client has not taken \
+                 yet (at most --stream-buffer-bytes)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for lag in &vitals.streams {
+                let labels = [
+                    ("key_id", lag.key.to_string()),
+                    ("stream", lag.stream.to_string()),
+                ];
+                ConstGauge::new(count(lag.buffered_bytes))
+                    .encode(family.encode_family(&labels)?)?;
+            }
         }
         type Read = fn(&crate::cache::CacheStats) -> u64;
         let per_cache: [(&str, &str, Read); 4] = [
@@ -203,6 +218,18 @@ impl Collector for Vitals {
             )?;
             for (cache, stats) in &vitals.caches {
                 ConstGauge::new(count(stats.entries))
+                    .encode(family.encode_family(&[("cache", *cache)])?)?;
+            }
+        }
+        {
+            let mut family = e.encode_descriptor(
+                "tenancy_cache_bytes",
+                "Estimated bytes of the entries each cache holds (at most --cache-max-bytes)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (cache, stats) in &vitals.caches {
+                ConstGauge::new(count(stats.bytes))
                     .encode(family.encode_family(&[("cache", *cache)])?)?;
             }
         }

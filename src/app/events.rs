@@ -4,22 +4,28 @@
 //! live stream, so open streams cost the database one query per poll interval however
 //! many there are. A stream reads the database itself only to replay, or to catch up
 //! when it fell behind the broadcast.
+//!
+//! What a stream holds for a client that reads slowly is bounded in estimated bytes
+//! (`--stream-buffer-bytes`) as well as in events: at the bound it stops taking events,
+//! the broadcast moves on without it, and it reads them from the database once the
+//! client has taken what it holds.
 
 use std::{
     collections::{HashMap, HashSet},
+    pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
     },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 
 use super::App;
 use crate::{
-    cache::Caches,
+    cache::{Caches, encoded_len},
     domain::{
         Error, Result,
         api_key::Caller,
@@ -30,8 +36,21 @@ use crate::{
 };
 
 /// Events in sequence order; ends when the server shuts down or the receiver goes, or
-/// with `OUT_OF_RANGE` when pruning overtook the stream.
-pub type EventStream = ReceiverStream<Result<Event>>;
+/// with `OUT_OF_RANGE` when pruning overtook the stream. Each event taken from it gives
+/// its bytes back to the stream's buffer.
+pub struct EventStream {
+    receiver: mpsc::Receiver<(Result<Event>, Option<Hold>)>,
+}
+
+impl tokio_stream::Stream for EventStream {
+    type Item = Result<Event>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|next| next.map(|(item, _released)| item))
+    }
+}
 
 const BATCH: u64 = 500;
 /// Events the broadcast holds for a stream that is busy sending; one that falls
@@ -51,12 +70,114 @@ pub struct EventSettings {
     pub max_streams_per_key: usize,
     /// Reported by `GetEventLog`; pruning itself runs in `startup`.
     pub retention_days: u64,
+    /// Estimated bytes of events one stream holds for its client (see [`event_bytes`]).
+    pub stream_buffer_bytes: usize,
+}
+
+/// An event as the feed broadcasts it: weighed once for every stream.
+struct Weighed {
+    event: Event,
+    bytes: usize,
+}
+
+/// The estimated bytes an event holds in memory: its resource as compact JSON (every
+/// string in it) and its inline size.
+pub(crate) fn event_bytes(event: &Event) -> usize {
+    std::mem::size_of::<Event>()
+        .saturating_add(event.kind.len())
+        .saturating_add(encoded_len(&event.resource))
+}
+
+/// What one stream may hold for its client, in estimated bytes, and what it holds now.
+#[derive(Clone)]
+struct Budget {
+    permits: Arc<Semaphore>,
+    /// The bound, in permits (one per byte).
+    max: u32,
+    held: Arc<AtomicUsize>,
+}
+
+/// The bytes of one event a stream holds, from when it took the event until its client
+/// takes it.
+struct Hold {
+    _permit: OwnedSemaphorePermit,
+    bytes: usize,
+    held: Arc<AtomicUsize>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl Budget {
+    fn new(max_bytes: usize) -> Budget {
+        let max = u32::try_from(max_bytes).unwrap_or(u32::MAX).max(1);
+        Budget {
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
+            held: Arc::default(),
+        }
+    }
+
+    /// An event larger than the whole bound takes all of it, so it is held alone.
+    fn permits_for(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.max)
+    }
+
+    fn hold(&self, permit: OwnedSemaphorePermit, bytes: usize) -> Hold {
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+        Hold {
+            _permit: permit,
+            bytes,
+            held: self.held.clone(),
+        }
+    }
+
+    /// Room for `bytes` if the client has left it now.
+    fn try_take(&self, bytes: usize) -> Option<Hold> {
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(self.permits_for(bytes))
+            .ok()?;
+        Some(self.hold(permit, bytes))
+    }
+
+    /// Waits until the client has left room for `bytes`, and reserves it until the
+    /// permit is dropped; `None` when the client went or the server is shutting down
+    /// first.
+    async fn room(
+        &self,
+        bytes: usize,
+        sender: &mpsc::Sender<(Result<Event>, Option<Hold>)>,
+        shutting_down: &mut watch::Receiver<bool>,
+    ) -> Option<OwnedSemaphorePermit> {
+        let permits = self.permits_for(bytes);
+        tokio::select! {
+            permit = self.permits.clone().acquire_many_owned(permits) => permit.ok(),
+            _ = sender.closed() => None,
+            _ = shutting_down.wait_for(|down| *down) => None,
+        }
+    }
+
+    /// Waits for room for an event of `bytes`, then holds them.
+    async fn take(
+        &self,
+        bytes: usize,
+        sender: &mpsc::Sender<(Result<Event>, Option<Hold>)>,
+        shutting_down: &mut watch::Receiver<bool>,
+    ) -> Option<Hold> {
+        let permit = self.room(bytes, sender, shutting_down).await?;
+        Some(self.hold(permit, bytes))
+    }
 }
 
 /// The process's one poller, and the count of open streams per key.
 #[derive(Clone)]
 pub(crate) struct EventFeed {
-    tail: broadcast::Sender<Arc<Event>>,
+    tail: broadcast::Sender<Arc<Weighed>>,
     open: Arc<Mutex<HashMap<Id, usize>>>,
     settings: EventSettings,
     /// The newest sequence the poller has read.
@@ -67,16 +188,24 @@ pub(crate) struct EventFeed {
     next_stream: Arc<AtomicU64>,
 }
 
-/// Each open stream by its process-local number: its key, and the last sequence it
-/// sent.
-type StreamPositions = Arc<Mutex<HashMap<u64, (Id, Arc<AtomicI64>)>>>;
+/// Each open stream by its process-local number.
+type StreamPositions = Arc<Mutex<HashMap<u64, Position>>>;
 
-/// How far one open stream is behind the feed.
+/// One open stream's key, the last sequence it sent, and the bytes it holds.
+struct Position {
+    key: Id,
+    sent: Arc<AtomicI64>,
+    held: Arc<AtomicUsize>,
+}
+
+/// How far one open stream is behind the feed, and what it holds for its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamLag {
     pub key: Id,
     pub stream: u64,
     pub events_behind: i64,
+    /// Estimated bytes of events the stream holds that its client has not taken yet.
+    pub buffered_bytes: usize,
 }
 
 impl EventFeed {
@@ -126,10 +255,11 @@ impl EventFeed {
             .unwrap_or_else(PoisonError::into_inner);
         let mut lags: Vec<StreamLag> = positions
             .iter()
-            .map(|(stream, (key, sent))| StreamLag {
-                key: *key,
+            .map(|(stream, position)| StreamLag {
+                key: position.key,
                 stream: *stream,
-                events_behind: (head - sent.load(Ordering::Relaxed)).max(0),
+                events_behind: (head - position.sent.load(Ordering::Relaxed)).max(0),
+                buffered_bytes: position.held.load(Ordering::Relaxed),
             })
             .collect();
         lags.sort_by_key(|lag| lag.stream);
@@ -149,16 +279,25 @@ impl EventFeed {
         *count += 1;
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
         let sent = Arc::new(AtomicI64::new(self.head()));
+        let budget = Budget::new(self.settings.stream_buffer_bytes);
         self.positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(stream, (key, sent.clone()));
+            .insert(
+                stream,
+                Position {
+                    key,
+                    sent: sent.clone(),
+                    held: budget.held.clone(),
+                },
+            );
         Ok(StreamSlot {
             open: self.open.clone(),
             key,
             positions: self.positions.clone(),
             stream,
             sent,
+            budget,
         })
     }
 }
@@ -171,6 +310,7 @@ struct StreamSlot {
     stream: u64,
     /// The last sequence the stream sent (shared with its `Cursor`).
     sent: Arc<AtomicI64>,
+    budget: Budget,
 }
 
 impl Drop for StreamSlot {
@@ -192,7 +332,7 @@ impl Drop for StreamSlot {
 /// The feed: one query per wake-up, woken by a local commit or the poll interval.
 async fn poll(
     store: Store,
-    tail: broadcast::Sender<Arc<Event>>,
+    tail: broadcast::Sender<Arc<Weighed>>,
     head: Arc<AtomicI64>,
     mut cursor: i64,
     every: Duration,
@@ -218,7 +358,8 @@ async fn poll(
                     cursor = event.sequence;
                     caches.changed(&event.touched_ids());
                     // No receiver (no live stream) is not an error.
-                    let _ = tail.send(Arc::new(event));
+                    let bytes = event_bytes(&event);
+                    let _ = tail.send(Arc::new(Weighed { event, bytes }));
                 }
                 head.store(cursor, Ordering::Relaxed);
                 // Every write committed `age` before this read began has its events in
@@ -330,17 +471,18 @@ impl App {
             .sent
             .store(cursor.last.min(self.events.head()), Ordering::Relaxed);
         let (sender, receiver) = mpsc::channel(BATCH as usize);
+        let budget = slot.budget.clone();
         let revoked = self.caches.revoked_keys.subscribe();
         tokio::spawn(follow(
             self.store.clone(),
             live,
             cursor,
-            sender,
+            Outlet { sender, budget },
             self.shutting_down.clone(),
             slot,
             revoked,
         ));
-        Ok(ReceiverStream::new(receiver))
+        Ok(EventStream { receiver })
     }
 
     /// The bounds and retention of the kept log.
@@ -354,14 +496,20 @@ impl App {
     }
 }
 
+/// Where a stream's events go: the queue its client reads, and the bytes it may hold.
+struct Outlet {
+    sender: mpsc::Sender<(Result<Event>, Option<Hold>)>,
+    budget: Budget,
+}
+
 /// Serves one stream until it ends, or until the key watch reports its key revoked:
 /// the key was checked only when the stream opened, so a revoked key would otherwise
 /// keep receiving every change.
 async fn follow(
     store: Store,
-    mut live: broadcast::Receiver<Arc<Event>>,
+    mut live: broadcast::Receiver<Arc<Weighed>>,
     mut cursor: Cursor,
-    sender: mpsc::Sender<Result<Event>>,
+    outlet: Outlet,
     mut shutting_down: watch::Receiver<bool>,
     slot: StreamSlot,
     mut revoked: watch::Receiver<Arc<HashSet<Id>>>,
@@ -373,10 +521,10 @@ async fn follow(
             loop {
                 step = match step {
                     Step::CatchUp => {
-                        catch_up(&store, &mut cursor, &sender, &mut shutting_down).await
+                        catch_up(&store, &mut cursor, &outlet, &mut shutting_down).await
                     }
                     Step::Live => {
-                        follow_live(&mut live, &mut cursor, &sender, &mut shutting_down).await
+                        follow_live(&mut live, &mut cursor, &outlet, &mut shutting_down).await
                     }
                     Step::End => return,
                 };
@@ -396,10 +544,11 @@ async fn follow(
     };
     if ended_by_revocation {
         deliver(
-            &sender,
+            &outlet,
             Err(Error::Unauthenticated(
                 "the API key of this stream was revoked",
             )),
+            None,
             &mut shutting_down,
         )
         .await;
@@ -407,65 +556,110 @@ async fn follow(
     drop(slot);
 }
 
-/// Reads the database from the cursor until a batch comes back short.
+/// Reads the database from the cursor until a batch comes back short, holding no more
+/// of each batch than the stream's bound leaves room for.
 async fn catch_up(
     store: &Store,
     cursor: &mut Cursor,
-    sender: &mpsc::Sender<Result<Event>>,
+    outlet: &Outlet,
     shutting_down: &mut watch::Receiver<bool>,
 ) -> Step {
+    // Half the bound free before each read: a slow client's stream then reads the
+    // database in steps of half its bound, not an event per query.
+    let half = outlet.budget.max as usize / 2;
     loop {
+        if outlet
+            .budget
+            .room(half, &outlet.sender, shutting_down)
+            .await
+            .is_none()
+        {
+            return Step::End;
+        }
         let batch = match store.events_after(cursor.last, BATCH).await {
             Ok(batch) => batch,
             Err(error) => {
-                deliver(sender, Err(error), shutting_down).await;
+                deliver(outlet, Err(error), None, shutting_down).await;
                 return Step::End;
             }
         };
         let full = batch.len() as u64 == BATCH;
+        let mut held = Vec::with_capacity(batch.len());
+        let mut cut = false;
         for event in batch {
+            let bytes = event_bytes(&event);
+            let hold = match outlet.budget.try_take(bytes) {
+                Some(hold) => hold,
+                // What does not fit is dropped, and read again once the client has
+                // taken what the stream holds.
+                None if !held.is_empty() => {
+                    cut = true;
+                    break;
+                }
+                None => match outlet
+                    .budget
+                    .take(bytes, &outlet.sender, shutting_down)
+                    .await
+                {
+                    Some(hold) => hold,
+                    None => return Step::End,
+                },
+            };
+            held.push((event, hold));
+        }
+        for (event, hold) in held {
             if let Err(error) = cursor.accept(event.sequence) {
-                deliver(sender, Err(error), shutting_down).await;
+                deliver(outlet, Err(error), None, shutting_down).await;
                 return Step::End;
             }
-            if !deliver(sender, Ok(event), shutting_down).await {
+            if !deliver(outlet, Ok(event), Some(hold), shutting_down).await {
                 return Step::End;
             }
         }
-        if !full {
+        if !full && !cut {
             return Step::Live;
         }
     }
 }
 
 async fn follow_live(
-    live: &mut broadcast::Receiver<Arc<Event>>,
+    live: &mut broadcast::Receiver<Arc<Weighed>>,
     cursor: &mut Cursor,
-    sender: &mpsc::Sender<Result<Event>>,
+    outlet: &Outlet,
     shutting_down: &mut watch::Receiver<bool>,
 ) -> Step {
     loop {
         let received = tokio::select! {
             received = live.recv() => received,
-            _ = sender.closed() => return Step::End,
+            _ = outlet.sender.closed() => return Step::End,
             _ = shutting_down.wait_for(|down| *down) => return Step::End,
         };
-        let event = match received {
-            Ok(event) => event,
+        let weighed = match received {
+            Ok(weighed) => weighed,
             Err(broadcast::error::RecvError::Lagged(_)) => return Step::CatchUp,
             Err(broadcast::error::RecvError::Closed) => return Step::End,
         };
-        if event.sequence <= cursor.last {
+        let sequence = weighed.event.sequence;
+        if sequence <= cursor.last {
             // Already sent while catching up.
             continue;
         }
-        if event.sequence != cursor.last + 1 {
+        if sequence != cursor.last + 1 {
             // The database tells whether the missing ones were pruned (then the
             // stream ends OUT_OF_RANGE) or merely not broadcast to this receiver.
             return Step::CatchUp;
         }
-        if cursor.accept(event.sequence).is_err()
-            || !deliver(sender, Ok(Event::clone(&event)), shutting_down).await
+        // While this waits for the client, the broadcast moves on; if it overtakes
+        // the stream, the next receive says so and the stream reads the database.
+        let Some(hold) = outlet
+            .budget
+            .take(weighed.bytes, &outlet.sender, shutting_down)
+            .await
+        else {
+            return Step::End;
+        };
+        if cursor.accept(sequence).is_err()
+            || !deliver(outlet, Ok(weighed.event.clone()), Some(hold), shutting_down).await
         {
             return Step::End;
         }
@@ -475,12 +669,13 @@ async fn follow_live(
 /// Sends one item unless the consumer went or the server is shutting down, so a
 /// consumer that stopped reading does not hold up shutdown.
 async fn deliver(
-    sender: &mpsc::Sender<Result<Event>>,
+    outlet: &Outlet,
     item: Result<Event>,
+    hold: Option<Hold>,
     shutting_down: &mut watch::Receiver<bool>,
 ) -> bool {
     tokio::select! {
-        sent = sender.send(item) => sent.is_ok(),
+        sent = outlet.sender.send((item, hold)) => sent.is_ok(),
         _ = shutting_down.wait_for(|down| *down) => false,
     }
 }

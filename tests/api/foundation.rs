@@ -2,6 +2,7 @@
 //! coming back, graceful shutdown, first start and `tenancy keys`, the event log, TLS.
 
 mod binary;
+mod cache_bytes;
 pub mod database;
 mod event_limits;
 mod events;
