@@ -260,6 +260,10 @@ pub struct ServeArgs {
     /// is served there), e.g. `0.0.0.0:9090`. Off when unset.
     #[arg(long, env = "TENANCY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// OTLP/gRPC collector (e.g. `http://127.0.0.1:4317`): export one span per RPC
+    /// (with its request id, child of the caller's W3C `traceparent`). Off when unset.
+    #[arg(long, env = "TENANCY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// NATS URL (e.g. `nats://127.0.0.1:4222`): relay every event to a JetStream stream,
     /// in sequence order, once (one relay runs across instances). Off when unset.
     #[arg(long, env = "TENANCY_EVENTS_NATS_URL")]

@@ -164,6 +164,14 @@ async fn serve_on(
         None => None,
     };
 
+    let traces = match &serve.otlp_endpoint {
+        Some(endpoint) => {
+            let traces = crate::traces::Traces::start(endpoint)?;
+            tracing::info!(%endpoint, "exporting a trace span per RPC over OTLP");
+            Some(traces)
+        }
+        None => None,
+    };
     let (reporter, _) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
     let (health_final, health_final_rx) = watch::channel(false);
@@ -226,7 +234,7 @@ async fn serve_on(
     let server = builder
         .layer(
             tower::ServiceBuilder::new()
-                .layer(RequestLogLayer::new(rpc_metrics))
+                .layer(RequestLogLayer::new(rpc_metrics).with_traces(traces.clone()))
                 // Before the key check, so a shed RPC costs no key lookup; inside the
                 // log, so timed-out and shed RPCs are logged with their code.
                 .layer(RequestLimitsLayer::new(serve.request_limits()))
@@ -267,6 +275,10 @@ async fn serve_on(
         }
     }
     store.close().await;
+    if let Some(traces) = traces {
+        // The exporter blocks on its last batch; not on the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,6 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use super::rpc_metrics::{MethodMetrics, RpcMetrics};
+use crate::traces::{RpcSpan, Traces};
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -33,12 +34,22 @@ pub fn current_request_id() -> String {
 #[derive(Debug, Clone, Default)]
 pub struct RequestLogLayer {
     metrics: Option<Arc<RpcMetrics>>,
+    traces: Option<Traces>,
 }
 
 impl RequestLogLayer {
     /// Logs every RPC, and counts it in `metrics` when given.
     pub fn new(metrics: Option<Arc<RpcMetrics>>) -> Self {
-        Self { metrics }
+        Self {
+            metrics,
+            traces: None,
+        }
+    }
+
+    /// Also gives every RPC a span exported through `traces`.
+    pub fn with_traces(mut self, traces: Option<Traces>) -> Self {
+        self.traces = traces;
+        self
     }
 }
 
@@ -49,6 +60,7 @@ impl<S> Layer<S> for RequestLogLayer {
         RequestLog {
             inner,
             metrics: self.metrics.clone(),
+            traces: self.traces.clone(),
         }
     }
 }
@@ -57,6 +69,7 @@ impl<S> Layer<S> for RequestLogLayer {
 pub struct RequestLog<S> {
     inner: S,
     metrics: Option<Arc<RpcMetrics>>,
+    traces: Option<Traces>,
 }
 
 /// One RPC from its start until its code is known; logged and counted exactly once.
@@ -66,6 +79,7 @@ struct Call {
     started: Instant,
     quiet: bool,
     metrics: Option<Arc<MethodMetrics>>,
+    span: Option<RpcSpan>,
     finished: bool,
 }
 
@@ -77,6 +91,9 @@ impl Call {
         let elapsed = self.started.elapsed();
         if let Some(metrics) = &self.metrics {
             metrics.handled(code, elapsed);
+        }
+        if let Some(span) = self.span.take() {
+            span.finish(code);
         }
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let latency_ms = format_args!("{latency_ms:.3}");
@@ -134,12 +151,17 @@ where
         if let Some(metrics) = &metrics {
             metrics.started();
         }
+        let span = self
+            .traces
+            .as_ref()
+            .map(|traces| traces.rpc_span(&method, request.headers(), &request_id));
         let mut call = Call {
             method,
             request_id: request_id.clone(),
             started: Instant::now(),
             quiet,
             metrics,
+            span,
             finished: false,
         };
         Box::pin(REQUEST_ID.scope(request_id, async move {

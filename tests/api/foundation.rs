@@ -14,6 +14,7 @@ mod readme;
 mod sequencer;
 mod startup;
 mod tls;
+mod traces;
 
 use tenancy_client::pb;
 
