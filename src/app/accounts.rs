@@ -14,7 +14,7 @@ use crate::{
         limits::EffectiveLimit,
         password::Password,
         user::{Email, NewUser, UserStatus, parse_language, parse_name},
-        violations::Violations,
+        violations::{Read, Violations},
     },
     store::AccountOwner,
 };
@@ -113,14 +113,19 @@ impl App {
         self.store.get_account(parse_id("account_id", id)?).await
     }
 
+    /// `filters` holds the enum filters read (`status`, `service_type`); the ones that
+    /// could not be read are reported with the request's other violations.
     pub async fn list_accounts(
         &self,
         customer_id: &str,
-        status: Option<AccountStatus>,
-        service_type: Option<ServiceType>,
+        filters: Read<(Option<AccountStatus>, Option<ServiceType>)>,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Account>, String)> {
+        let Read {
+            value: (status, service_type),
+            refused,
+        } = filters;
         let mut violations = Violations::new();
         let customer_id = if customer_id.trim().is_empty() {
             None
@@ -134,7 +139,7 @@ impl App {
         };
         let canonical = filter.canonical();
         let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
-        violations.finish()?;
+        refused.over(violations.finish())?;
         let page = self
             .store
             .list_accounts(&filter, page.expect("validated above"))
@@ -158,7 +163,11 @@ impl App {
                 None
             }
         };
-        violations.finish()?;
+        // The fields are validated against the stored account, so a bad id or etag is
+        // reported before that; the fields that could not be read are reported with it.
+        if let Err(error) = violations.finish() {
+            return fields.refused.over(Err(error));
+        }
         let id = id.expect("validated above");
         once_more_on_contention(|| {
             self.store

@@ -17,7 +17,7 @@ use crate::{
         idempotency::RequestKey,
         password::Password,
         user::{Email, NewUser, UserStatus},
-        violations::Violations,
+        violations::{Read, Violations},
     },
     store::CustomerOwner,
 };
@@ -144,15 +144,20 @@ impl App {
     }
 
     /// A page of customers and the token of the next one (empty at the end).
+    /// `filters` holds the enum filters read (`status`, `customer_type`); the ones that
+    /// could not be read are reported with the request's other violations.
     pub async fn list_customers(
         &self,
-        status: Option<CustomerStatus>,
-        customer_type: Option<CustomerType>,
+        filters: Read<(Option<CustomerStatus>, Option<CustomerType>)>,
         country: &str,
         query: &str,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Customer>, String)> {
+        let Read {
+            value: (status, customer_type),
+            refused,
+        } = filters;
         let mut violations = Violations::new();
         let country = if country.trim().is_empty() {
             None
@@ -167,7 +172,7 @@ impl App {
         };
         let canonical = filter.canonical();
         let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
-        violations.finish()?;
+        refused.over(violations.finish())?;
         let page = self
             .store
             .list_customers(&filter, page.expect("validated above"))
@@ -194,7 +199,11 @@ impl App {
                 None
             }
         };
-        violations.finish()?;
+        // The fields are validated against the stored customer, so a bad id or etag is
+        // reported before that; the fields that could not be read are reported with it.
+        if let Err(error) = violations.finish() {
+            return fields.refused.over(Err(error));
+        }
         let id = id.expect("validated above");
         for _ in 0..UPDATE_RETRIES {
             let current = self.store.get_customer(id).await?;

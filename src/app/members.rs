@@ -270,13 +270,19 @@ impl App {
         crate::store::now() + ttl
     }
 
+    /// `status` is the status filter read; if it could not be read, that is reported
+    /// with the request's other violations.
     pub async fn list_invitations(
         &self,
         target: TargetRef<'_>,
-        status: Option<InvitationStatus>,
+        status: crate::domain::violations::Read<Option<InvitationStatus>>,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Invitation>, String)> {
+        let crate::domain::violations::Read {
+            value: status,
+            refused,
+        } = status;
         let mut violations = Violations::new();
         let target_id = violations.check(target.field(), target.parse());
         let canonical = format!(
@@ -285,7 +291,7 @@ impl App {
             status.map(|s| s.as_str()).unwrap_or("")
         );
         let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
-        violations.finish()?;
+        refused.over(violations.finish())?;
         let page = self
             .store
             .list_invitations(

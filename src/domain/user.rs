@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, id::Id, violations::Violations};
+use super::{
+    Result,
+    id::Id,
+    violations::{Refused, Violations},
+};
 
 pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_NAME_LEN: usize = 100;
@@ -135,20 +139,30 @@ pub struct NewUser {
     pub status: UserStatus,
 }
 
-/// The raw profile fields of a request, before validation.
+/// The raw profile fields of a request, before validation. A status holding a number
+/// outside the enum is `None` and in `refused`, which validation reports with every
+/// other violation.
 #[derive(Debug, Clone, Default)]
 pub struct UserFields<'a> {
+    /// The fields that could not be read: a number outside `UserStatus` (the status is
+    /// `None` here).
+    pub refused: Refused,
     pub email: &'a str,
     pub first_name: &'a str,
     pub last_name: &'a str,
     pub language: &'a str,
-    /// `None` when the request left the status unspecified.
+    /// `None` when the request left the status unspecified or it was refused.
     pub status: Option<UserStatus>,
 }
 
 impl NewUser {
     /// Validates every field, reporting all violations under `prefix` (`user`).
     pub fn parse(prefix: &str, fields: &UserFields<'_>) -> Result<NewUser> {
+        fields.refused.over(Self::parse_read(prefix, fields))
+    }
+
+    /// `parse` of the fields that could be read.
+    fn parse_read(prefix: &str, fields: &UserFields<'_>) -> Result<NewUser> {
         let mut violations = Violations::new();
         let email = violations.check(&format!("{prefix}.email"), Email::parse(fields.email));
         let first_name = violations.check(
@@ -200,7 +214,13 @@ const OUTPUT_ONLY_FIELDS: [&str; 7] = [
 
 impl UserChanges {
     /// Validates an update: `paths` is the update mask (`*` = every mutable field).
+    /// Refused fields are violations whatever the mask names.
     pub fn parse(paths: &[String], fields: &UserFields<'_>) -> Result<UserChanges> {
+        fields.refused.over(Self::parse_read(paths, fields))
+    }
+
+    /// `parse` of the fields that could be read.
+    fn parse_read(paths: &[String], fields: &UserFields<'_>) -> Result<UserChanges> {
         let mut violations = Violations::new();
         if paths.is_empty() {
             violations.add(
@@ -345,7 +365,7 @@ mod tests {
             first_name: "",
             last_name: "",
             language: "??",
-            status: None,
+            ..Default::default()
         };
         let Err(super::super::Error::InvalidArgument(list)) = NewUser::parse("user", &fields)
         else {
@@ -361,6 +381,33 @@ mod tests {
                 "user.language"
             ]
         );
+    }
+
+    #[test]
+    fn a_refused_status_is_reported_once_with_the_other_violations() {
+        let mut refused = Violations::new();
+        refused.add("user.status", "99 is not a UserStatus");
+        let fields = UserFields {
+            refused: refused.into_refused(),
+            email: "bad",
+            ..Default::default()
+        };
+        let named = |outcome: Result<UserChanges>| match outcome {
+            Err(super::super::Error::InvalidArgument(list)) => {
+                list.into_iter().map(|v| v.field).collect::<Vec<_>>()
+            }
+            other => panic!("expected invalid argument, got {other:?}"),
+        };
+        let mask = ["status".to_string(), "email".to_string()];
+        assert_eq!(
+            named(UserChanges::parse(&mask, &fields)),
+            ["user.status", "user.email"]
+        );
+        assert_eq!(
+            named(UserChanges::parse(&["language".into()], &fields)),
+            ["user.status"]
+        );
+        assert!(NewUser::parse("user", &fields).is_err());
     }
 
     #[test]

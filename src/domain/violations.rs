@@ -38,6 +38,15 @@ impl Refused {
     }
 }
 
+/// A value read from a request, and the fields that could not be read into it (they read
+/// as absent in `value`): a list request's enum filters, read where the request is read
+/// and validated with its other fields, which reports `refused` with the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read<T> {
+    pub value: T,
+    pub refused: Refused,
+}
+
 /// Accumulates field violations; `finish` turns a non-empty set into one error.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldViolation>);

@@ -75,13 +75,11 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let r = request.into_inner();
-        let (status, service_type) = convert::account_filters(&r)?;
         let (accounts, next_page_token) = self
             .app
             .list_accounts(
                 &r.customer_id,
-                status,
-                service_type,
+                convert::account_filters(&r),
                 r.page_size,
                 &r.page_token,
             )
@@ -241,12 +239,11 @@ impl pb::account_service_server::AccountService for AccountApi {
         request: Request<pb::ListAccountInvitationsRequest>,
     ) -> Result<Response<pb::ListAccountInvitationsResponse>, Status> {
         let r = request.into_inner();
-        let status = convert::invitation_status("status", r.status)?;
         let (invitations, next_page_token) = self
             .app
             .list_invitations(
                 TargetRef::Account(&r.account_id),
-                status,
+                convert::invitation_filter(r.status),
                 r.page_size,
                 &r.page_token,
             )

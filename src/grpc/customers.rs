@@ -76,12 +76,10 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let r = request.into_inner();
-        let (status, customer_type) = convert::customer_filters(&r)?;
         let (customers, next_page_token) = self
             .app
             .list_customers(
-                status,
-                customer_type,
+                convert::customer_filters(&r),
                 &r.country,
                 &r.query,
                 r.page_size,
@@ -230,12 +228,11 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
         request: Request<pb::ListCustomerInvitationsRequest>,
     ) -> Result<Response<pb::ListCustomerInvitationsResponse>, Status> {
         let r = request.into_inner();
-        let status = convert::invitation_status("status", r.status)?;
         let (invitations, next_page_token) = self
             .app
             .list_invitations(
                 TargetRef::Customer(&r.customer_id),
-                status,
+                convert::invitation_filter(r.status),
                 r.page_size,
                 &r.page_token,
             )

@@ -36,7 +36,7 @@ impl pb::user_service_server::UserService for UserApi {
             &request.request_id,
             |r| r.request_id.clear(),
         )?;
-        let fields = convert::user_fields(request.user.as_ref())?;
+        let fields = convert::user_fields(request.user.as_ref());
         let user = self
             .app
             .create_user(&fields, &Password::new(request.password.clone()), key)
@@ -90,7 +90,7 @@ impl pb::user_service_server::UserService for UserApi {
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let r = request.into_inner();
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let fields = convert::user_fields(r.user.as_ref())?;
+        let fields = convert::user_fields(r.user.as_ref());
         let user = self
             .app
             .update_user(&r.user_id, &r.etag, &mask, &fields)

@@ -242,6 +242,263 @@ async fn valid_enums_still_round_trip(backend: Backend) {
     );
 }
 
+async fn create_user_reports_an_out_of_range_status_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = pb::User {
+        email: "not-an-email".into(),
+        first_name: " ".into(),
+        last_name: "Silva".into(),
+        language: "not a tag".into(),
+        status: 99,
+        ..Default::default()
+    };
+    let status = app
+        .users
+        .clone()
+        .create_user(crate::users::create_request(user, "", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        [
+            "user.email",
+            "user.first_name",
+            "user.language",
+            "user.status"
+        ]
+    );
+    assert!(events(&app).await.is_empty(), "nothing was written");
+}
+
+async fn update_user_reports_an_out_of_range_status_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = crate::users::create(&app, &unique_email("enum-user"), "").await;
+    let changes = pb::User {
+        email: "not-an-email".into(),
+        status: 99,
+        ..Default::default()
+    };
+    let status = crate::users::update(
+        &app,
+        &created.uuid,
+        "not-an-etag",
+        &["email", "status"],
+        changes,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        ["etag", "user.email", "user.status"]
+    );
+    // A refused status is a violation even when the mask does not name it.
+    let changes = pb::User {
+        first_name: " ".into(),
+        status: 99,
+        ..Default::default()
+    };
+    let status = crate::users::update(&app, &created.uuid, "", &["first_name"], changes)
+        .await
+        .unwrap_err();
+    assert_eq!(sorted_fields(&status), ["user.first_name", "user.status"]);
+    let after = crate::users::get(&app, &created.uuid).await.unwrap();
+    assert_eq!(after.etag, created.etag, "nothing was changed");
+}
+
+async fn list_customers_reports_out_of_range_filters_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let status = app
+        .customers
+        .clone()
+        .list_customers(pb::ListCustomersRequest {
+            status: 99,
+            customer_type: 99,
+            country: "Brazil".into(),
+            page_size: -1,
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        [
+            "country",
+            "customer_type",
+            "page_size",
+            "page_token",
+            "status"
+        ]
+    );
+}
+
+async fn list_accounts_reports_out_of_range_filters_with_the_other_violations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let status = app
+        .accounts
+        .clone()
+        .list_accounts(pb::ListAccountsRequest {
+            customer_id: "not-an-id".into(),
+            status: 99,
+            service_type: 99,
+            page_size: -1,
+            page_token: "not-a-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        [
+            "customer_id",
+            "page_size",
+            "page_token",
+            "service_type",
+            "status"
+        ]
+    );
+}
+
+async fn list_invitations_report_an_out_of_range_status_with_the_other_violations(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let status = app
+        .customers
+        .clone()
+        .list_customer_invitations(pb::ListCustomerInvitationsRequest {
+            customer_id: "not-an-id".into(),
+            status: 99,
+            page_size: -1,
+            page_token: "not-a-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        ["customer_id", "page_size", "page_token", "status"]
+    );
+    let status = app
+        .accounts
+        .clone()
+        .list_account_invitations(pb::ListAccountInvitationsRequest {
+            account_id: "not-an-id".into(),
+            status: 99,
+            page_size: -1,
+            page_token: "not-a-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        ["account_id", "page_size", "page_token", "status"]
+    );
+    // Alone, the refused filter is still the one violation.
+    let customer = customers::create(&app, business(&unique_email("enum-inv"), "Inv Co")).await;
+    let status = app
+        .customers
+        .clone()
+        .list_customer_invitations(pb::ListCustomerInvitationsRequest {
+            customer_id: customer.uuid.clone(),
+            status: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(sorted_fields(&status), ["status"]);
+}
+
+async fn valid_enum_filters_still_list(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customer = customers::create(&app, business(&unique_email("enum-list"), "List Co")).await;
+    let account = crate::accounts::create(&app, &customer.uuid, "Meetings").await;
+    let listed = app
+        .customers
+        .clone()
+        .list_customers(pb::ListCustomersRequest {
+            status: pb::CustomerStatus::Active as i32,
+            customer_type: pb::CustomerType::Business as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.customers.iter().map(|c| &c.uuid).collect::<Vec<_>>(),
+        [&customer.uuid]
+    );
+    let listed = app
+        .accounts
+        .clone()
+        .list_accounts(pb::ListAccountsRequest {
+            customer_id: customer.uuid.clone(),
+            status: pb::AccountStatus::Active as i32,
+            service_type: account.service_type,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.accounts.iter().map(|a| &a.uuid).collect::<Vec<_>>(),
+        [&account.uuid]
+    );
+    let listed = app
+        .customers
+        .clone()
+        .list_customer_invitations(pb::ListCustomerInvitationsRequest {
+            customer_id: customer.uuid.clone(),
+            status: pb::InvitationStatus::Pending as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.invitations.is_empty());
+}
+
+async fn updates_report_out_of_range_enums_with_a_bad_id_or_etag(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customer = customers::create(&app, personal(&unique_email("enum-ids"))).await;
+    let status = app
+        .customers
+        .clone()
+        .update_customer(pb::UpdateCustomerRequest {
+            customer_id: "not-an-id".into(),
+            customer: Some(pb::Customer {
+                status: 99,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+            etag: "not-an-etag".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sorted_fields(&status),
+        ["customer.status", "customer_id", "etag"]
+    );
+    let account = crate::accounts::create(&app, &customer.uuid, "Meetings").await;
+    let status = app
+        .accounts
+        .clone()
+        .update_account(pb::UpdateAccountRequest {
+            account_id: account.uuid.clone(),
+            account: Some(pb::Account {
+                service_type: 99,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["service_type".into()],
+            }),
+            etag: "not-an-etag".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(sorted_fields(&status), ["account.service_type", "etag"]);
+}
+
 crate::on_both_backends!(
     create_customer_reports_out_of_range_enums_with_the_other_violations,
     create_customer_reports_an_out_of_range_enum_with_a_request_level_violation,
@@ -251,4 +508,11 @@ crate::on_both_backends!(
     update_account_reports_out_of_range_enums_with_the_other_violations,
     list_filters_report_every_out_of_range_enum,
     valid_enums_still_round_trip,
+    create_user_reports_an_out_of_range_status_with_the_other_violations,
+    update_user_reports_an_out_of_range_status_with_the_other_violations,
+    list_customers_reports_out_of_range_filters_with_the_other_violations,
+    list_accounts_reports_out_of_range_filters_with_the_other_violations,
+    list_invitations_report_an_out_of_range_status_with_the_other_violations,
+    valid_enum_filters_still_list,
+    updates_report_out_of_range_enums_with_a_bad_id_or_etag,
 );

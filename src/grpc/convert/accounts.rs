@@ -10,7 +10,7 @@ use crate::domain::{
     account::{Account, AccountFields, AccountStatus, ServiceType},
     etag,
     limits::{EffectiveLimit, LimitSource},
-    violations::Violations,
+    violations::{Read, Violations},
 };
 
 /// A request's account status: unspecified is `None`; a number outside the enum is an
@@ -41,11 +41,11 @@ pub fn service_type(field: &str, value: i32) -> Result<Option<ServiceType>> {
     }
 }
 
-/// The enum filters of `ListAccounts`, a number outside either enum reported with the
-/// other.
+/// The enum filters of `ListAccounts`; a number outside its enum is refused, for
+/// validation to report with the request's other violations.
 pub fn account_filters(
     r: &pb::ListAccountsRequest,
-) -> Result<(Option<AccountStatus>, Option<ServiceType>)> {
+) -> Read<(Option<AccountStatus>, Option<ServiceType>)> {
     let mut violations = Violations::new();
     let status = keep(&mut violations, account_status("status", r.status)).flatten();
     let kind = keep(
@@ -53,8 +53,10 @@ pub fn account_filters(
         service_type("service_type", r.service_type),
     )
     .flatten();
-    violations.finish()?;
-    Ok((status, kind))
+    Read {
+        value: (status, kind),
+        refused: violations.into_refused(),
+    }
 }
 
 /// The writable fields of a request's `Account`; a missing message reads as empty.

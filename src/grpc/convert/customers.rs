@@ -11,7 +11,7 @@ use crate::domain::{
         TelephoneType,
     },
     etag,
-    violations::Violations,
+    violations::{Read, Violations},
 };
 
 /// A request's customer status: unspecified is `None`; a number outside the enum is an
@@ -58,11 +58,11 @@ fn not_in_enum(field: &str, value: i32, name: &str) -> Error {
     Error::invalid(field, format!("{value} is not a value of {name}"))
 }
 
-/// The enum filters of `ListCustomers`, a number outside either enum reported with the
-/// other.
+/// The enum filters of `ListCustomers`; a number outside its enum is refused, for
+/// validation to report with the request's other violations.
 pub fn customer_filters(
     r: &pb::ListCustomersRequest,
-) -> Result<(Option<CustomerStatus>, Option<CustomerType>)> {
+) -> Read<(Option<CustomerStatus>, Option<CustomerType>)> {
     let mut violations = Violations::new();
     let status = keep(&mut violations, customer_status("status", r.status)).flatten();
     let kind = keep(
@@ -70,8 +70,10 @@ pub fn customer_filters(
         customer_type("customer_type", r.customer_type),
     )
     .flatten();
-    violations.finish()?;
-    Ok((status, kind))
+    Read {
+        value: (status, kind),
+        refused: violations.into_refused(),
+    }
 }
 
 /// The writable fields of a request's `Customer`; a missing message reads as empty.

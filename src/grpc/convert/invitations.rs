@@ -1,14 +1,26 @@
 //! `Invitation` between protobuf and the domain.
 
-use super::{pb, timestamp};
+use super::{keep, pb, timestamp};
 use crate::domain::{
     Error, Result, etag,
     invitation::{Invitation, InvitationStatus},
     membership::MembershipTarget,
+    violations::{Read, Violations},
 };
 
-/// A request's invitation status filter: unspecified is `None`.
-pub fn invitation_status(field: &str, value: i32) -> Result<Option<InvitationStatus>> {
+/// The status filter of a list of invitations (`status`); a number outside the enum is
+/// refused, for validation to report with the request's other violations.
+pub fn invitation_filter(value: i32) -> Read<Option<InvitationStatus>> {
+    let mut violations = Violations::new();
+    let status = keep(&mut violations, invitation_status("status", value)).flatten();
+    Read {
+        value: status,
+        refused: violations.into_refused(),
+    }
+}
+
+/// A request's invitation status: unspecified is `None`.
+fn invitation_status(field: &str, value: i32) -> Result<Option<InvitationStatus>> {
     match pb::InvitationStatus::try_from(value) {
         Ok(pb::InvitationStatus::Unspecified) => Ok(None),
         Ok(pb::InvitationStatus::Pending) => Ok(Some(InvitationStatus::Pending)),

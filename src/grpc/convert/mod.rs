@@ -7,7 +7,7 @@ mod structs;
 
 pub use accounts::{account_fields, account_filters};
 pub use customers::{customer_fields, customer_filters};
-pub use invitations::invitation_status;
+pub use invitations::invitation_filter;
 
 use chrono::{DateTime, Utc};
 
@@ -17,14 +17,12 @@ use crate::domain::{
     event::{Event, EventResource},
     membership::{Membership, MembershipStatus, MembershipTarget},
     user::{User, UserFields, UserStatus},
+    violations::Violations,
 };
 
 /// The value of a conversion, or its violations recorded (these conversions fail only
 /// with validation errors).
-pub(super) fn keep<T>(
-    violations: &mut crate::domain::violations::Violations,
-    result: Result<T>,
-) -> Option<T> {
+pub(super) fn keep<T>(violations: &mut Violations, result: Result<T>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(error) => {
@@ -116,7 +114,7 @@ impl From<&Event> for pb::Event {
 }
 
 /// A request's user status: unspecified is `None`; a number outside the enum is an error.
-pub fn user_status(field: &str, value: i32) -> Result<Option<UserStatus>> {
+fn user_status(field: &str, value: i32) -> Result<Option<UserStatus>> {
     match pb::UserStatus::try_from(value) {
         Ok(pb::UserStatus::Unspecified) => Ok(None),
         Ok(pb::UserStatus::Active) => Ok(Some(UserStatus::Active)),
@@ -128,16 +126,21 @@ pub fn user_status(field: &str, value: i32) -> Result<Option<UserStatus>> {
     }
 }
 
-/// The profile fields of a request's `User`; a missing message reads as empty.
-pub fn user_fields<'a>(user: Option<&'a pb::User>) -> Result<UserFields<'a>> {
+/// The profile fields of a request's `User`; a missing message reads as empty. A number
+/// outside `UserStatus` is not an error here: it is the fields' `refused`, which
+/// validation reports with the request's other violations.
+pub fn user_fields<'a>(user: Option<&'a pb::User>) -> UserFields<'a> {
     let Some(user) = user else {
-        return Ok(UserFields::default());
+        return UserFields::default();
     };
-    Ok(UserFields {
+    let mut violations = Violations::new();
+    let status = keep(&mut violations, user_status("user.status", user.status)).flatten();
+    UserFields {
+        refused: violations.into_refused(),
         email: &user.email,
         first_name: &user.first_name,
         last_name: &user.last_name,
         language: &user.language,
-        status: user_status("user.status", user.status)?,
-    })
+        status,
+    }
 }
