@@ -36,7 +36,6 @@ pub mod relay;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod traces;
 
 /// Generated messages, servers and clients of `proto/tenancy/v1`.
 pub use grpc::pb;

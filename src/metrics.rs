@@ -152,6 +152,12 @@ impl Collector for Vitals {
             count(vitals.streams.len()),
         )?;
         if !vitals.streams.is_empty() {
+            let stream_labels = |lag: &crate::app::StreamLag| {
+                [
+                    ("key_id", lag.key.to_string()),
+                    ("stream", lag.stream.to_string()),
+                ]
+            };
             let mut family = e.encode_descriptor(
                 "tenancy_event_stream_lag_events",
                 "Events an open stream is behind this process's event feed",
@@ -159,10 +165,7 @@ impl Collector for Vitals {
                 MetricType::Gauge,
             )?;
             for lag in &vitals.streams {
-                let labels = [
-                    ("key_id", lag.key.to_string()),
-                    ("stream", lag.stream.to_string()),
-                ];
+                let labels = stream_labels(lag);
                 ConstGauge::new(lag.events_behind).encode(family.encode_family(&labels)?)?;
             }
             let mut family = e.encode_descriptor(
@@ -173,10 +176,7 @@ impl Collector for Vitals {
                 MetricType::Gauge,
             )?;
             for lag in &vitals.streams {
-                let labels = [
-                    ("key_id", lag.key.to_string()),
-                    ("stream", lag.stream.to_string()),
-                ];
+                let labels = stream_labels(lag);
                 ConstGauge::new(count(lag.buffered_bytes))
                     .encode(family.encode_family(&labels)?)?;
             }

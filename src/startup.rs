@@ -166,7 +166,7 @@ async fn serve_on(
 
     let traces = match &serve.otlp_endpoint {
         Some(endpoint) => {
-            let traces = crate::traces::Traces::start(endpoint)?;
+            let traces = grpc::traces::Traces::start(endpoint)?;
             tracing::info!(%endpoint, "exporting a trace span per RPC over OTLP");
             Some(traces)
         }

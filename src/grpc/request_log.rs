@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use super::rpc_metrics::{MethodMetrics, RpcMetrics};
-use crate::traces::{RpcSpan, Traces};
+use super::traces::{RpcSpan, Traces};
 
 tokio::task_local! {
     static REQUEST_ID: String;

@@ -1,7 +1,7 @@
 //! AccountService tests: creation and its owner (this file), quotas and effective
 //! limits (`accounts/limits.rs`), updates and the lifecycle (`accounts/lifecycle.rs`).
 
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod limits;
 
 use tenancy_client::pb;

@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 
 use crate::customers::validation::{number, object, string};
 use crate::customers::{self, business, events, personal, try_create};
-use crate::helpers::{Backend, TestApp, spawn_app, unique_email, violated_fields};
+use crate::helpers::{Backend, spawn_app, unique_email, violated_fields};
 
 /// The violated fields of an `INVALID_ARGUMENT`, sorted, duplicates kept.
 fn sorted_fields(status: &Status) -> Vec<String> {
@@ -15,26 +15,6 @@ fn sorted_fields(status: &Status) -> Vec<String> {
     let mut fields = violated_fields(status);
     fields.sort();
     fields
-}
-
-async fn update_account(
-    app: &TestApp,
-    id: &str,
-    account: pb::Account,
-    paths: &[&str],
-) -> Result<pb::Account, Status> {
-    app.accounts
-        .clone()
-        .update_account(pb::UpdateAccountRequest {
-            account_id: id.into(),
-            account: Some(account),
-            update_mask: Some(prost_types::FieldMask {
-                paths: paths.iter().map(|p| p.to_string()).collect(),
-            }),
-            etag: String::new(),
-        })
-        .await
-        .map(|r| r.into_inner().account.expect("an updated account"))
 }
 
 async fn create_customer_reports_out_of_range_enums_with_the_other_violations(backend: Backend) {
@@ -172,11 +152,12 @@ async fn update_account_reports_out_of_range_enums_with_the_other_violations(bac
         status: 42,
         ..Default::default()
     };
-    let status = update_account(
+    let status = crate::accounts::lifecycle::update(
         &app,
         &created.uuid,
         changes,
         &["name", "service_type", "status"],
+        "",
     )
     .await
     .unwrap_err();

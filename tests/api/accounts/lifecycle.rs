@@ -9,7 +9,7 @@ use crate::customers::validation::{number, object, string};
 use crate::customers::{self, events, kinds, personal, set_status};
 use crate::helpers::{Backend, TestApp, spawn_app, unique_email, violated_fields};
 
-async fn update(
+pub(crate) async fn update(
     app: &TestApp,
     id: &str,
     account: pb::Account,

@@ -3,60 +3,20 @@
 //! no more than `--stream-buffer-bytes` of large events and still sends every one, in
 //! order.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tenancy_client::pb;
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-};
 use tonic::transport::Endpoint;
+
+use super::metrics::{scrape, spawn_with_metrics};
 
 use crate::{
     customers::{
         create, get, personal, update,
         validation::{object, string},
     },
-    helpers::{ADMIN_KEY, Backend, BearerKey, TestApp, spawn_app_with, unique_email},
+    helpers::{ADMIN_KEY, Backend, BearerKey, unique_email},
 };
-
-/// A server with metrics on a port of its own, and that port.
-async fn spawn_with_metrics(
-    backend: Backend,
-    configure: impl FnOnce(&mut tenancy::config::ServeArgs),
-) -> (TestApp, SocketAddr) {
-    let bound = Arc::new(OnceLock::new());
-    let app = spawn_app_with(backend, |serve| {
-        serve.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
-        serve.metrics_bound = Some(bound.clone());
-        configure(serve);
-    })
-    .await;
-    let address = *bound.get().expect("the metrics listener is bound");
-    (app, address)
-}
-
-/// Every sample of a scrape: `name{labels}` → value.
-async fn scrape(address: SocketAddr) -> HashMap<String, f64> {
-    let mut stream = TcpStream::connect(address).await.expect("connect");
-    let request = "GET /metrics HTTP/1.1\r\nHost: tenancy\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-    body.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 /// Metadata of about 15 KiB as JSON (its limit is 16 KiB), different for each `tag`.
 fn large_metadata(tag: &str) -> prost_types::Struct {
