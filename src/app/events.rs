@@ -385,18 +385,27 @@ async fn poll(
             Some(until) if Instant::now() < until && !store.is_sequencer() => LOOK_OFTEN,
             _ => every,
         };
-        tokio::select! {
-            _ = committed.changed() => {}
-            Ok(()) = async {
-                match written.as_mut() {
-                    Some(written) => written.changed().await,
-                    None => std::future::pending().await,
+        let pause = tokio::time::sleep(pause);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = committed.changed() => break,
+                Ok(()) = async {
+                    match written.as_mut() {
+                        Some(written) => written.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    look_often_until = Some(Instant::now() + LOOK_OFTEN_FOR);
+                    // This process's sequencer numbers what it wrote and then wakes
+                    // `committed`: reading now would find nothing new.
+                    if !store.is_sequencer() {
+                        break;
+                    }
                 }
-            } => {
-                look_often_until = Some(Instant::now() + LOOK_OFTEN_FOR);
+                _ = &mut pause => break,
+                _ = shutting_down.wait_for(|down| *down) => return,
             }
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutting_down.wait_for(|down| *down) => return,
         }
     }
 }

@@ -39,59 +39,6 @@ impl Store {
         Ok(())
     }
 
-    /// PostgreSQL only: runs `write` (one INSERT, built for PostgreSQL) and inserts
-    /// `events` into `pending_events` in the same statement, outside an explicit
-    /// transaction. A statement is atomic, so the row and its events are written
-    /// together or not at all, in one round trip where a transaction takes four (BEGIN,
-    /// INSERT, INSERT, COMMIT). Writes that read nothing first and claim no request id
-    /// take this path (CreateUser without `request_id`); the error is the statement's,
-    /// for the caller to classify.
-    pub(crate) async fn insert_alone_with_events(
-        &self,
-        write: Statement,
-        events: &[NewEvent],
-    ) -> std::result::Result<(), sea_orm::DbErr> {
-        debug_assert!(self.sequencer.is_some(), "PostgreSQL only");
-        let mut values = write.values.map(|values| values.0).unwrap_or_default();
-        let mut rows = Vec::with_capacity(events.len());
-        let time = to_micros(now());
-        for event in events {
-            let payload = serde_json::to_string(&event.resource)
-                .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
-            let first = values.len() + 1;
-            rows.push(format!(
-                "(${first}, ${}, ${}, ${}, ${})",
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4
-            ));
-            values.extend([
-                event.kind.into(),
-                event.resource_id.uuid().into(),
-                event.customer_id.map(|id| id.uuid()).into(),
-                time.into(),
-                payload.into(),
-            ]);
-        }
-        let sql = format!(
-            "WITH written AS ({}) INSERT INTO pending_events \
-             (kind, resource_id, customer_id, time, payload) VALUES {}",
-            write.sql,
-            rows.join(", ")
-        );
-        self.db
-            .execute_raw(Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await?;
-        let touched: Vec<Id> = events.iter().flat_map(NewEvent::touched_ids).collect();
-        self.committed(&touched, true, None);
-        Ok(())
-    }
-
     /// Writes the events recorded in `tx`. On PostgreSQL they go to `pending_events`,
     /// unnumbered, for the sequencer (see `sequencer`): the transaction touches no row
     /// that another writer touches, and `None` is returned. On SQLite, whose one writer

@@ -14,6 +14,7 @@ mod requests;
 mod rows;
 mod sequencer;
 mod throttle;
+mod user_batches;
 mod users;
 
 /// The PostgreSQL advisory-lock keys of the service, in one place so no two uses share
@@ -109,6 +110,9 @@ pub struct Store {
     /// PostgreSQL: events are numbered after commit by one sequencer (see
     /// `sequencer`); `None` on SQLite, which numbers them in the transaction.
     sequencer: Option<Arc<sequencer::Sequencer>>,
+    /// PostgreSQL: CreateUser calls without a request id, written in batches (see
+    /// `user_batches`).
+    user_batches: Option<Arc<user_batches::UserBatches>>,
 }
 
 /// How the database connections are used right now.
@@ -284,6 +288,9 @@ impl Store {
             Some(Arc::new(sequencer::Sequencer::new(options)))
         };
         let store = Store {
+            user_batches: sequencer
+                .is_some()
+                .then(|| Arc::new(user_batches::UserBatches::new())),
             sequencer,
             point_reads,
             db,

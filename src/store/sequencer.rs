@@ -44,6 +44,10 @@ pub(crate) const BATCH: i64 = 1000;
 /// How often the sequencer looks for events committed by other instances (its own
 /// instance's commits wake it at once).
 const IDLE_POLL: Duration = Duration::from_millis(10);
+/// A batch that moved events is followed by the next one no sooner than this (unless
+/// it was full): under load the events of many commits gather meanwhile and one
+/// statement, one commit, numbers them all. It adds at most this to the visibility lag.
+const STAMP_GAP: Duration = Duration::from_millis(4);
 /// How often an idle sequencer renews `complete_as_of`.
 const FRESHEN_EVERY: Duration = Duration::from_millis(100);
 /// A statement of the sequencer that takes longer is abandoned with its connection
@@ -193,6 +197,9 @@ impl Store {
                 let _ = connection.close().await;
                 return Ended::ShuttingDown;
             }
+            // A commit from here on wakes the wait below, even one this batch moves.
+            written.borrow_and_update();
+            let stamped = Instant::now();
             let row = match bounded(sqlx::query(STAMP).bind(BATCH).fetch_one(&mut connection)).await
             {
                 Ok(row) => row,
@@ -210,9 +217,15 @@ impl Store {
                     });
                 }
                 freshened = Instant::now();
-                if moved == BATCH {
-                    continue;
+                if moved < BATCH {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((stamped + STAMP_GAP).into()) => {}
+                        _ = shutting_down.wait_for(|down| *down) => {}
+                    }
                 }
+                // What committed meanwhile, here or on another instance, is in the next
+                // batch; an empty one leads to the wait below.
+                continue;
             } else if freshened.elapsed() >= FRESHEN_EVERY {
                 if let Err(error) = bounded(sqlx::raw_sql(FRESHEN).execute(&mut connection)).await {
                     return Ended::Failed(error);

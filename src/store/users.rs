@@ -59,13 +59,17 @@ fn new_user_row(
     }
 }
 
+fn email_is_taken() -> Error {
+    Error::AlreadyExists {
+        resource: "user",
+        field: "email",
+        reason: "EMAIL_TAKEN",
+    }
+}
+
 fn email_taken(err: sea_orm::DbErr) -> Error {
     if is_unique_violation(&err) {
-        Error::AlreadyExists {
-            resource: "user",
-            field: "email",
-            reason: "EMAIL_TAKEN",
-        }
+        email_is_taken()
     } else {
         db_error(err)
     }
@@ -121,9 +125,7 @@ impl Store {
     }
 
     /// CreateUser without a request id on PostgreSQL: the user and its `user.created`
-    /// event in one statement (see `insert_alone_with_events`). Its id is made here, so
-    /// a connection that broke under the statement is settled exactly: the user is
-    /// there (with its event, same statement) or the statement runs once more.
+    /// event in one statement, batched with the calls beside it (see `user_batches`).
     async fn create_user_alone(
         &self,
         new: &NewUser,
@@ -131,33 +133,12 @@ impl Store {
     ) -> Result<User> {
         let row = new_user_row(new, password_hash, now());
         let created = rows::user_from_row(&row)?;
-        let events = [NewEvent {
-            kind: "user.created",
-            resource_id: created.id,
-            customer_id: None,
-            resource: EventResource::User(created.clone()),
-        }];
-        let insert = || {
-            use sea_orm::QueryTrait as _;
-            user::Entity::insert(user::ActiveModel::from(row.clone()).reset_all())
-                .build(sea_orm::DbBackend::Postgres)
-        };
-        match self.insert_alone_with_events(insert(), &events).await {
-            Ok(()) => Ok(created),
-            Err(err) if super::is_broken_connection(&err) => {
-                tracing::debug!(%err, "a connection broke under a CreateUser; settling it");
-                self.drop_idle_connections();
-                let written = self
-                    .read(|| user::Entity::find_by_id(created.id.uuid()).one(&self.db))
-                    .await?;
-                if written.is_none() {
-                    self.insert_alone_with_events(insert(), &events)
-                        .await
-                        .map_err(email_taken)?;
-                }
-                Ok(created)
-            }
-            Err(err) => Err(email_taken(err)),
+        let payload = serde_json::to_string(&EventResource::User(created.clone()))
+            .map_err(Error::internal)?;
+        if self.insert_user_batched(row, payload).await? {
+            Ok(created)
+        } else {
+            Err(email_is_taken())
         }
     }
 

@@ -1,0 +1,301 @@
+//! PostgreSQL: CreateUser calls without a request id that are waiting at the same time
+//! are written by one statement, so the database parses, plans, commits and flushes
+//! its WAL once per batch rather than once per user.
+//!
+//! A call queues its row and, when one of `FLUSHERS` slots is free, starts a flusher
+//! that writes whatever is queued (up to `MAX_BATCH` users a statement) until the
+//! queue is empty. A lone call is written at once, as before; under load the queue
+//! fills while the statements in flight run, and batches grow with the load. Each
+//! user and its `user.created` event are inserted by the same statement (data-modifying
+//! CTEs), so they are written together or not at all, as with a transaction.
+//!
+//! One statement answers each call on its own: `ON CONFLICT DO NOTHING` leaves out a
+//! taken email (`EMAIL_TAKEN` for that call only), and a statement the database
+//! refused for another reason is run again for each call alone, so every caller gets
+//! its own row's answer. Rows are inserted in email order, so two batches never wait
+//! on each other's emails in opposite orders. A flusher runs as a task of its own: a
+//! caller that goes away does not cancel the statement that writes the others.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use sea_orm::{ConnectionTrait as _, DbBackend, DbErr, Statement, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use uuid::Uuid;
+
+use super::{Store, db_error, entities::user, is_broken_connection, now, to_micros};
+use crate::domain::{Error, Result, id::Id};
+
+/// Batch statements in flight at once. Few, so that under load the queue fills while
+/// they run and the next statement carries many users; more than one, so a batch's
+/// commit (its WAL flush) overlaps the next batch's work.
+const FLUSHERS: usize = 2;
+/// Users one statement writes at most.
+const MAX_BATCH: usize = 64;
+
+/// The user rows and `user.created` events of a batch, from parallel arrays (one
+/// element per user, in queue order). `password_hash` travels as '' for none: arrays
+/// are bound without NULL elements, and a PHC hash string is never empty.
+const INSERT_USERS: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                         $11::bigint[], $12::bigint[], $13::text[])
+        WITH ORDINALITY AS i(id, email, first_name, last_name, first_name_lower,
+                             last_name_lower, language, status, password_hash, create_time,
+                             update_time, revision, payload, position)
+),
+written AS (
+    INSERT INTO users (id, email, first_name, last_name, first_name_lower, last_name_lower,
+                       language, status, password_hash, last_login_time, create_time,
+                       update_time, revision)
+    SELECT id, email, first_name, last_name, first_name_lower, last_name_lower, language,
+           status, NULLIF(password_hash, ''), NULL, create_time, update_time, revision
+    FROM input ORDER BY email
+    ON CONFLICT DO NOTHING
+    RETURNING id
+),
+recorded AS (
+    INSERT INTO pending_events (kind, resource_id, customer_id, time, payload)
+    SELECT 'user.created', i.id, NULL, $14, i.payload
+    FROM input i JOIN written w ON w.id = i.id ORDER BY i.position
+)
+SELECT id FROM written";
+
+/// The calls waiting to be written, and the flusher slots.
+pub(super) struct UserBatches {
+    queue: Mutex<VecDeque<Waiting>>,
+    flushers: Arc<Semaphore>,
+}
+
+/// One CreateUser call's row and its event's payload, with where its answer goes:
+/// `Ok(true)` written, `Ok(false)` its email is taken.
+struct Waiting {
+    row: user::Model,
+    payload: String,
+    answer: oneshot::Sender<Result<bool>>,
+}
+
+impl UserBatches {
+    pub(super) fn new() -> UserBatches {
+        UserBatches {
+            queue: Mutex::new(VecDeque::new()),
+            flushers: Arc::new(Semaphore::new(FLUSHERS)),
+        }
+    }
+}
+
+impl Store {
+    /// Writes `row` (a new user, `last_login_time` unset) and its `user.created` event
+    /// with `payload`, batched with the calls waiting beside it. Answers whether it was
+    /// written (false: the email is taken).
+    pub(super) async fn insert_user_batched(
+        &self,
+        row: user::Model,
+        payload: String,
+    ) -> Result<bool> {
+        debug_assert!(
+            row.last_login_time.is_none(),
+            "a new user has not signed in"
+        );
+        let batches = self
+            .user_batches
+            .as_ref()
+            .ok_or_else(|| Error::internal("user batches are PostgreSQL's"))?;
+        let (answer, answered) = oneshot::channel();
+        {
+            let mut queue = batches.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push_back(Waiting {
+                row,
+                payload,
+                answer,
+            });
+            // Taken under the queue's lock, where a flusher gives its slot back only
+            // after finding the queue empty: the row is written by a running flusher
+            // or by the one started here.
+            if let Ok(slot) = batches.flushers.clone().try_acquire_owned() {
+                tokio::spawn(self.clone().flush_user_batches(slot));
+            }
+        }
+        answered
+            .await
+            .map_err(|_| Error::internal("the batch writing a user ended without an answer"))?
+    }
+
+    async fn flush_user_batches(self, slot: OwnedSemaphorePermit) {
+        let Some(batches) = self.user_batches.clone() else {
+            return;
+        };
+        loop {
+            let batch: Vec<Waiting> = {
+                let mut queue = batches.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.is_empty() {
+                    drop(slot);
+                    return;
+                }
+                let take = queue.len().min(MAX_BATCH);
+                queue.drain(..take).collect()
+            };
+            self.write_user_batch(batch).await;
+        }
+    }
+
+    /// Writes `batch` and answers each of its calls.
+    async fn write_user_batch(&self, batch: Vec<Waiting>) {
+        let Some((err, refused)) = self.write_settled(batch).await else {
+            return;
+        };
+        if refused.len() == 1 {
+            answer_all(refused, db_error(err));
+            return;
+        }
+        // Some row made the database refuse the statement: each call alone learns
+        // whether it was its own.
+        for waiting in refused {
+            if let Some((err, refused)) = self.write_settled(vec![waiting]).await {
+                answer_all(refused, db_error(err));
+            }
+        }
+    }
+
+    /// Runs the batch statement and answers the calls it settled. A connection that
+    /// broke under it is settled by the ids (made here, so each row is there, with its
+    /// event, or not at all): the calls whose rows are missing run once more. Gives
+    /// back the calls left unanswered when the database refused the statement.
+    async fn write_settled(&self, batch: Vec<Waiting>) -> Option<(DbErr, Vec<Waiting>)> {
+        let err = match self.insert_users(&batch).await {
+            Ok(written) => {
+                self.answer_written(batch, &written);
+                return None;
+            }
+            Err(err) => err,
+        };
+        if !is_broken_connection(&err) {
+            return Some((err, batch));
+        }
+        tracing::debug!(%err, "a connection broke under a batch of CreateUser; settling it");
+        self.drop_idle_connections();
+        let ids: Vec<Uuid> = batch.iter().map(|waiting| waiting.row.id).collect();
+        let existing = match self.existing_users(ids).await {
+            Ok(existing) => existing,
+            Err(err) => {
+                answer_all(batch, err);
+                return None;
+            }
+        };
+        let (settled, missing): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|waiting| existing.contains(&waiting.row.id));
+        self.answer_written(settled, &existing);
+        if missing.is_empty() {
+            return None;
+        }
+        match self.insert_users(&missing).await {
+            Ok(written) => {
+                self.answer_written(missing, &written);
+                None
+            }
+            Err(err) if is_broken_connection(&err) => {
+                answer_all(missing, db_error(err));
+                None
+            }
+            Err(err) => Some((err, missing)),
+        }
+    }
+
+    /// The batch statement: answers the ids of the users it wrote.
+    async fn insert_users(&self, batch: &[Waiting]) -> std::result::Result<HashSet<Uuid>, DbErr> {
+        let rows = || batch.iter().map(|waiting| &waiting.row);
+        let texts = |field: fn(&user::Model) -> &str| -> Value {
+            rows()
+                .map(|row| field(row).to_owned())
+                .collect::<Vec<_>>()
+                .into()
+        };
+        let numbers = |field: fn(&user::Model) -> i64| -> Value {
+            rows().map(field).collect::<Vec<_>>().into()
+        };
+        let values: Vec<Value> = vec![
+            rows().map(|row| row.id).collect::<Vec<_>>().into(),
+            texts(|row| &row.email),
+            texts(|row| &row.first_name),
+            texts(|row| &row.last_name),
+            texts(|row| &row.first_name_lower),
+            texts(|row| &row.last_name_lower),
+            texts(|row| &row.language),
+            texts(|row| &row.status),
+            texts(|row| row.password_hash.as_deref().unwrap_or("")),
+            numbers(|row| row.create_time),
+            numbers(|row| row.update_time),
+            numbers(|row| row.revision),
+            batch
+                .iter()
+                .map(|waiting| waiting.payload.clone())
+                .collect::<Vec<_>>()
+                .into(),
+            to_micros(now()).into(),
+        ];
+        let written = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                INSERT_USERS,
+                values,
+            ))
+            .await?;
+        written
+            .iter()
+            .map(|row| row.try_get::<Uuid>("", "id"))
+            .collect()
+    }
+
+    async fn existing_users(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM users WHERE id = ANY($1)",
+            [Value::from(ids)],
+        );
+        let rows = self
+            .read(|| self.db.query_all_raw(statement.clone()))
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<Uuid>("", "id").map_err(db_error))
+            .collect()
+    }
+
+    /// Answers the calls of a statement that committed: written or email taken.
+    fn answer_written(&self, batch: Vec<Waiting>, written: &HashSet<Uuid>) {
+        let touched: Vec<Id> = batch
+            .iter()
+            .filter(|waiting| written.contains(&waiting.row.id))
+            .map(|waiting| Id::from_uuid(waiting.row.id))
+            .collect();
+        if !touched.is_empty() {
+            self.committed(&touched, true, None);
+        }
+        for waiting in batch {
+            let _ = waiting.answer.send(Ok(written.contains(&waiting.row.id)));
+        }
+    }
+}
+
+/// Gives every call of `batch` the failure `err`: the first call the error itself,
+/// the others the same kind of error (errors are not `Clone`; their causes go to the
+/// log as text).
+fn answer_all(batch: Vec<Waiting>, err: Error) {
+    let mut batch = batch.into_iter();
+    let Some(first) = batch.next() else {
+        return;
+    };
+    for waiting in batch {
+        let copy = match &err {
+            Error::Unavailable(cause) => Error::Unavailable(cause.to_string().into()),
+            Error::Contention => Error::Contention,
+            other => Error::internal(other.to_string()),
+        };
+        let _ = waiting.answer.send(Err(copy));
+    }
+    let _ = first.answer.send(Err(err));
+}
