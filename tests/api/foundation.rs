@@ -11,6 +11,7 @@ mod metrics;
 mod point_reads;
 mod probes;
 mod readme;
+mod restart;
 mod sequencer;
 mod startup;
 mod tls;

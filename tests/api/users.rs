@@ -1,6 +1,7 @@
 //! UserService tests: identifiers, profile CRUD, etags, request ids, events, secrets.
 //! Listing is in `users/listing.rs`, passwords and sign-in in `users/sign_in.rs`.
 
+mod batches;
 mod listing;
 mod sign_in;
 
