@@ -232,9 +232,19 @@ impl Store {
         } else {
             settings.max_connections / 2
         };
+        // The batched CreateUser statements take connections of their own when the
+        // pool keeps at least two (see `user_batches`).
+        let batch_connections = if is_sqlite
+            || settings.max_connections - point_read_connections
+                < 2 + user_batches::UserBatches::CONNECTIONS
+        {
+            0
+        } else {
+            user_batches::UserBatches::CONNECTIONS
+        };
         let mut options = ConnectOptions::new(settings.url.clone());
         options
-            .max_connections(settings.max_connections - point_read_connections)
+            .max_connections(settings.max_connections - point_read_connections - batch_connections)
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
             .connect_timeout(settings.acquire_timeout)
@@ -278,19 +288,23 @@ impl Store {
             .map_err(db_error)?;
             Some(Arc::new(reads))
         };
-        let sequencer = if is_sqlite {
-            None
+        let (sequencer, user_batches) = if is_sqlite {
+            (None, None)
         } else {
             let options: sea_orm::sqlx::postgres::PgConnectOptions = settings
                 .url
                 .parse()
                 .map_err(|e: sea_orm::sqlx::Error| Error::internal(e))?;
-            Some(Arc::new(sequencer::Sequencer::new(options)))
+            let batches = user_batches::UserBatches::new(
+                (batch_connections > 0).then(|| (options.clone(), settings)),
+            );
+            (
+                Some(Arc::new(sequencer::Sequencer::new(options))),
+                Some(Arc::new(batches)),
+            )
         };
         let store = Store {
-            user_batches: sequencer
-                .is_some()
-                .then(|| Arc::new(user_batches::UserBatches::new())),
+            user_batches,
             sequencer,
             point_reads,
             db,
@@ -380,6 +394,9 @@ impl Store {
     pub async fn close(self) {
         if let Some(reads) = &self.point_reads {
             reads.close().await;
+        }
+        if let Some(batches) = &self.user_batches {
+            batches.close().await;
         }
         let _ = self.db.close().await;
     }

@@ -17,10 +17,10 @@
 //! horizon to wait for, and one long transaction anywhere on the cluster (a
 //! `pg_dump`, a session idle in transaction) cannot hold the whole log back.
 //!
-//! Exactly one sequencer runs: each process waits in `pg_advisory_lock` on a
-//! connection of its own and stamps only on that connection, so a holder that lost
-//! the database cannot stamp either. A holder that dies frees the lock with its
-//! connection and the next waiter has it at once. Server-side TCP keepalives on that
+//! Exactly one sequencer runs: each process tries `pg_try_advisory_lock` on a
+//! connection of its own every `TAKEOVER_POLL` and stamps only on that connection, so
+//! a holder that lost the database cannot stamp either. A holder that dies frees the
+//! lock with its connection and the next instance to ask has it within `TAKEOVER_POLL`. Server-side TCP keepalives on that
 //! connection let PostgreSQL drop a holder whose host vanished within a few seconds;
 //! the holder's own statements are bounded by `STATEMENT_TIMEOUT` on the client.
 //!
@@ -41,6 +41,8 @@ use super::Store;
 use super::advisory_lock::SEQUENCER as LOCK_KEY;
 /// Events moved in one statement.
 pub(crate) const BATCH: i64 = 1000;
+/// How often an instance that is not the sequencer asks for the lock.
+const TAKEOVER_POLL: Duration = Duration::from_millis(250);
 /// How often the sequencer looks for events committed by other instances (its own
 /// instance's commits wake it at once).
 const IDLE_POLL: Duration = Duration::from_millis(10);
@@ -48,6 +50,12 @@ const IDLE_POLL: Duration = Duration::from_millis(10);
 /// it was full): under load the events of many commits gather meanwhile and one
 /// statement, one commit, numbers them all. It adds at most this to the visibility lag.
 const STAMP_GAP: Duration = Duration::from_millis(4);
+/// How often, while events flow, the sequencer vacuums `pending_events` itself (see
+/// `hold_and_stamp`).
+const VACUUM_EVERY: Duration = Duration::from_secs(1);
+/// Without truncation: giving the freed pages back to the file takes a lock that every
+/// write's insert into `pending_events` would wait behind; they are reused instead.
+const VACUUM: &str = "VACUUM (TRUNCATE false) pending_events";
 /// How often an idle sequencer renews `complete_as_of`.
 const FRESHEN_EVERY: Duration = Duration::from_millis(100);
 /// A statement of the sequencer that takes longer is abandoned with its connection
@@ -175,20 +183,43 @@ impl Store {
             Ok(connection) => connection,
             Err(error) => return Ended::Failed(error),
         };
-        // Waits in PostgreSQL's lock queue, costing no round trips, until the holder's
-        // session ends. Shutting down meanwhile drops the connection (the waiting
-        // backend goes when it next writes to the closed socket).
-        let taken = tokio::select! {
-            taken = sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(LOCK_KEY)
-                .execute(&mut connection) => taken,
-            _ = shutting_down.wait_for(|down| *down) => return Ended::ShuttingDown,
-        };
-        if let Err(error) = taken {
+        // Asks again every `TAKEOVER_POLL` rather than waiting in `pg_advisory_lock`:
+        // a statement that waits keeps its snapshot, and a snapshot held for as long
+        // as another instance numbers events would keep vacuum from removing any dead
+        // row in the whole database (the moved `pending_events`, the counter row's
+        // versions, every update's old rows).
+        loop {
+            let taken = bounded(
+                sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                    .bind(LOCK_KEY)
+                    .fetch_one(&mut connection),
+            )
+            .await;
+            match taken {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => return Ended::Failed(error),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TAKEOVER_POLL) => {}
+                _ = shutting_down.wait_for(|down| *down) => return Ended::ShuttingDown,
+            }
+        }
+        // `pending_events` holds a few live rows and, between vacuums, every row
+        // moved since: its statistics make a sequential scan look cheapest, which
+        // would read every dead row at each batch. The batch takes the oldest rows by
+        // the primary key instead, and the table is vacuumed every second while
+        // events flow (autovacuum looks at most once a minute), so it stays a few
+        // pages long however long the load lasts.
+        if let Err(error) =
+            bounded(sqlx::query("SET enable_seqscan = off").execute(&mut connection)).await
+        {
             return Ended::Failed(error);
         }
         sequencer.active.store(true, Ordering::Relaxed);
         tracing::info!("this process numbers the events (the event sequencer)");
+        let mut vacuumed = Instant::now();
+        let mut moved_since_vacuum = 0i64;
         let mut written = sequencer.written.subscribe();
         let mut freshened = Instant::now();
         loop {
@@ -206,6 +237,14 @@ impl Store {
                 Err(error) => return Ended::Failed(error),
             };
             let moved: i64 = row.try_get("moved").unwrap_or(0);
+            moved_since_vacuum += moved;
+            if moved_since_vacuum > 0 && vacuumed.elapsed() >= VACUUM_EVERY {
+                if let Err(error) = bounded(sqlx::raw_sql(VACUUM).execute(&mut connection)).await {
+                    return Ended::Failed(error);
+                }
+                vacuumed = Instant::now();
+                moved_since_vacuum = 0;
+            }
             if moved > 0 {
                 if let Ok(Some(last)) = row.try_get::<Option<i64>, _>("last") {
                     self.last_event.send_if_modified(|known| {

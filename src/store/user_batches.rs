@@ -18,20 +18,28 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError, atomic::Ordering},
 };
 
-use sea_orm::{ConnectionTrait as _, DbBackend, DbErr, Statement, Value};
+use sea_orm::{
+    ConnectionTrait as _, DbBackend, DbErr, RuntimeErr, Statement, Value,
+    sqlx::{
+        self,
+        postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+    },
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
-use super::{Store, db_error, entities::user, is_broken_connection, now, to_micros};
+use super::{
+    DatabaseSettings, Store, db_error, entities::user, is_broken_connection, now, to_micros,
+};
 use crate::domain::{Error, Result, id::Id};
 
 /// Batch statements in flight at once. Few, so that under load the queue fills while
 /// they run and the next statement carries many users; more than one, so a batch's
 /// commit (its WAL flush) overlaps the next batch's work.
-const FLUSHERS: usize = 2;
+const FLUSHERS: usize = 1;
 /// Users one statement writes at most.
 const MAX_BATCH: usize = 64;
 
@@ -64,10 +72,15 @@ recorded AS (
 )
 SELECT id FROM written";
 
-/// The calls waiting to be written, and the flusher slots.
+/// The calls waiting to be written, the flusher slots, and their connections.
 pub(super) struct UserBatches {
     queue: Mutex<VecDeque<Waiting>>,
     flushers: Arc<Semaphore>,
+    /// `FLUSHERS` connections of the batches' own, with PostgreSQL's default plan
+    /// cache: the pool's connections plan each statement for its values (see
+    /// `Store::connect`), which costs this statement more than writing its rows.
+    /// `None` when the connection budget has none to spare; the pool's are used then.
+    connections: Option<PgPool>,
 }
 
 /// One CreateUser call's row and its event's payload, with where its answer goes:
@@ -79,10 +92,33 @@ struct Waiting {
 }
 
 impl UserBatches {
-    pub(super) fn new() -> UserBatches {
+    /// Connections the batches take from the budget when it has them to spare.
+    pub(super) const CONNECTIONS: u32 = FLUSHERS as u32;
+
+    /// `options`: the batches' own connections, or `None` to use the pool's.
+    pub(super) fn new(options: Option<(PgConnectOptions, &DatabaseSettings)>) -> UserBatches {
+        let connections = options.map(|(options, settings)| {
+            PgPoolOptions::new()
+                .max_connections(Self::CONNECTIONS)
+                .min_connections(0)
+                .acquire_timeout(settings.acquire_timeout)
+                .idle_timeout(settings.limits.max_idle)
+                .max_lifetime(settings.limits.max_age)
+                // As for the pool: a dead connection is found by the statement itself,
+                // and a batch it broke under is settled by ids.
+                .test_before_acquire(false)
+                .connect_lazy_with(options)
+        });
         UserBatches {
             queue: Mutex::new(VecDeque::new()),
             flushers: Arc::new(Semaphore::new(FLUSHERS)),
+            connections,
+        }
+    }
+
+    pub(super) async fn close(&self) {
+        if let Some(connections) = &self.connections {
+            connections.close().await;
         }
     }
 }
@@ -208,17 +244,12 @@ impl Store {
     /// The batch statement: answers the ids of the users it wrote.
     async fn insert_users(&self, batch: &[Waiting]) -> std::result::Result<HashSet<Uuid>, DbErr> {
         let rows = || batch.iter().map(|waiting| &waiting.row);
-        let texts = |field: fn(&user::Model) -> &str| -> Value {
-            rows()
-                .map(|row| field(row).to_owned())
-                .collect::<Vec<_>>()
-                .into()
+        let texts = |field: fn(&user::Model) -> &str| -> Vec<String> {
+            rows().map(|row| field(row).to_owned()).collect()
         };
-        let numbers = |field: fn(&user::Model) -> i64| -> Value {
-            rows().map(field).collect::<Vec<_>>().into()
-        };
-        let values: Vec<Value> = vec![
-            rows().map(|row| row.id).collect::<Vec<_>>().into(),
+        let numbers = |field: fn(&user::Model) -> i64| -> Vec<i64> { rows().map(field).collect() };
+        let ids: Vec<Uuid> = rows().map(|row| row.id).collect();
+        let texts = [
             texts(|row| &row.email),
             texts(|row| &row.first_name),
             texts(|row| &row.last_name),
@@ -227,28 +258,54 @@ impl Store {
             texts(|row| &row.language),
             texts(|row| &row.status),
             texts(|row| row.password_hash.as_deref().unwrap_or("")),
+        ];
+        let numbers = [
             numbers(|row| row.create_time),
             numbers(|row| row.update_time),
             numbers(|row| row.revision),
-            batch
-                .iter()
-                .map(|waiting| waiting.payload.clone())
-                .collect::<Vec<_>>()
-                .into(),
-            to_micros(now()).into(),
         ];
-        let written = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                INSERT_USERS,
-                values,
-            ))
-            .await?;
-        written
+        let payloads: Vec<String> = batch
             .iter()
-            .map(|row| row.try_get::<Uuid>("", "id"))
-            .collect()
+            .map(|waiting| waiting.payload.clone())
+            .collect();
+        let time = to_micros(now());
+        let Some(connections) = self
+            .user_batches
+            .as_ref()
+            .and_then(|batches| batches.connections.as_ref())
+        else {
+            let mut values: Vec<Value> = vec![ids.into()];
+            values.extend(texts.into_iter().map(Value::from));
+            values.extend(numbers.into_iter().map(Value::from));
+            values.extend([payloads.into(), time.into()]);
+            let written = self
+                .db
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    INSERT_USERS,
+                    values,
+                ))
+                .await?;
+            return written
+                .iter()
+                .map(|row| row.try_get::<Uuid>("", "id"))
+                .collect();
+        };
+        let mut query = sqlx::query_scalar::<_, Uuid>(INSERT_USERS).bind(ids);
+        for column in texts {
+            query = query.bind(column);
+        }
+        for column in numbers {
+            query = query.bind(column);
+        }
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let written = query
+            .bind(payloads)
+            .bind(time)
+            .fetch_all(connections)
+            .await
+            .map_err(|err| DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))?;
+        Ok(written.into_iter().collect())
     }
 
     async fn existing_users(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>> {
