@@ -20,9 +20,10 @@
 //! Exactly one sequencer runs: each process tries `pg_try_advisory_lock` on a
 //! connection of its own every `TAKEOVER_POLL` and stamps only on that connection, so
 //! a holder that lost the database cannot stamp either. A holder that dies frees the
-//! lock with its connection and the next instance to ask has it within `TAKEOVER_POLL`. Server-side TCP keepalives on that
-//! connection let PostgreSQL drop a holder whose host vanished within a few seconds;
-//! the holder's own statements are bounded by `STATEMENT_TIMEOUT` on the client.
+//! lock with its connection and the next instance to ask has it within
+//! `TAKEOVER_POLL`. Server-side TCP keepalives on that connection let PostgreSQL drop
+//! a holder whose host vanished within a few seconds; the holder's own statements are
+//! bounded by `STATEMENT_TIMEOUT` on the client.
 //!
 //! `event_log_state.complete_as_of` (the database's clock) is when the log was last
 //! known complete: every transaction committed before it is numbered. Caches on every

@@ -103,7 +103,7 @@ impl Store {
         key: Option<&RequestKey>,
     ) -> Result<User> {
         if key.is_none() && self.sequencer.is_some() {
-            return self.create_user_alone(new, password_hash).await;
+            return self.create_user_in_batch(new, password_hash).await;
         }
         let mut tx = self.begin().await?;
         if let Some(key) = key
@@ -126,7 +126,7 @@ impl Store {
 
     /// CreateUser without a request id on PostgreSQL: the user and its `user.created`
     /// event in one statement, batched with the calls beside it (see `user_batches`).
-    async fn create_user_alone(
+    async fn create_user_in_batch(
         &self,
         new: &NewUser,
         password_hash: Option<String>,

@@ -12,7 +12,9 @@ use sea_orm::{ConnectionTrait as _, Database, DbBackend};
 use tonic::Code;
 
 use super::{create_request, new_user};
-use crate::helpers::{Backend, TestApp, error_reason, spawn_app, unique_email};
+use tenancy_client::pb;
+
+use crate::helpers::{Backend, TestApp, error_reason, spawn_app, unique_email, violated_fields};
 
 /// Sends every request at once; answers (email sent, created user's id or the error).
 async fn create_all(
@@ -204,7 +206,58 @@ async fn a_row_the_database_refuses_fails_only_its_own_call(backend: Backend) {
     }
 }
 
+async fn names_at_their_limit_in_emoji_go_through_a_batch_and_one_past_it_is_named(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    // Sixteen calls at once: fifteen with 100-character names made of emoji (four
+    // bytes each in UTF-8) and a family emoji, one with a first name of 101.
+    let at_limit = "😀".repeat(100);
+    let family = format!("{}👨‍👩‍👧", "é".repeat(95));
+    let answers = join_all((0..16).map(|i| {
+        let mut users = app.users.clone();
+        let email = unique_email(&format!("emoji{i}"));
+        let first_name = if i == 7 {
+            "😀".repeat(101)
+        } else {
+            at_limit.clone()
+        };
+        let last_name = family.clone();
+        async move {
+            let user = pb::User {
+                email: email.clone(),
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+                ..Default::default()
+            };
+            let answer = users.create_user(create_request(user, "", "")).await;
+            (
+                i,
+                first_name,
+                last_name,
+                answer.map(|r| r.into_inner().user.expect("a user")),
+            )
+        }
+    }))
+    .await;
+    for (i, first_name, last_name, answer) in answers {
+        if i == 7 {
+            let status = answer.expect_err("a 101-character first name");
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            assert_eq!(violated_fields(&status), vec!["user.first_name"]);
+            continue;
+        }
+        let created = answer.unwrap_or_else(|status| panic!("call {i}: {status:?}"));
+        let stored = super::get(&app, &created.uuid).await.expect("reads back");
+        assert_eq!(stored.first_name, first_name, "stored exactly");
+        assert_eq!(stored.last_name, last_name, "stored exactly");
+    }
+    let events = created_events(&app).await;
+    assert_eq!(events.len(), 15, "no event for the refused call");
+}
+
 crate::on_both_backends!(
     calls_with_one_email_create_one_user_and_the_others_hear_email_taken,
     a_row_the_database_refuses_fails_only_its_own_call,
+    names_at_their_limit_in_emoji_go_through_a_batch_and_one_past_it_is_named,
 );
