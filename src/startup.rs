@@ -326,11 +326,9 @@ async fn prune_periodically(
 ) {
     loop {
         let now = chrono::Utc::now();
-        let events_cutoff =
-            now - chrono::Duration::from_std(serve.event_retention()).unwrap_or_default();
         let requests_cutoff =
             now - chrono::Duration::from_std(serve.request_id_retention()).unwrap_or_default();
-        match store.prune_events(events_cutoff).await {
+        match store.prune_events(serve.event_retention()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned events past retention"),
             Err(error) => tracing::warn!(%error, "pruning events failed"),

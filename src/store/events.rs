@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
@@ -220,20 +219,39 @@ impl Store {
         Ok((pruned, last))
     }
 
-    /// Deletes events older than `cutoff`; returns how many went.
-    pub async fn prune_events(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+    /// Deletes the events older than `retention` by the database's clock (the one
+    /// clock every instance shares, which also stamped the events' times on
+    /// PostgreSQL), up to the newest such sequence, so what is kept is always a
+    /// suffix of the log; returns how many went.
+    pub async fn prune_events(&self, retention: Duration) -> Result<u64> {
+        let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
         let tx = self.begin().await?;
-        let newest_old = event::Entity::find()
-            .filter(event::Column::Time.lt(to_micros(cutoff)))
-            .order_by_desc(event::Column::Sequence)
-            .one(tx.txn())
+        let database_now = match self.backend() {
+            sea_orm::DbBackend::Postgres => {
+                "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+            }
+            _ => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+        };
+        let newest_old = tx
+            .txn()
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend(),
+                format!(
+                    "SELECT max(sequence) AS newest FROM events WHERE time < {database_now} - $1"
+                ),
+                [retention.into()],
+            ))
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?
+            .map(|row| row.try_get::<Option<i64>>("", "newest"))
+            .transpose()
+            .map_err(db_error)?
+            .flatten();
         let Some(newest_old) = newest_old else {
             return Ok(0);
         };
         let deleted = event::Entity::delete_many()
-            .filter(event::Column::Sequence.lte(newest_old.sequence))
+            .filter(event::Column::Sequence.lte(newest_old))
             .exec(tx.txn())
             .await
             .map_err(db_error)?
@@ -242,7 +260,7 @@ impl Store {
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "UPDATE event_log_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1",
-                [newest_old.sequence.into()],
+                [newest_old.into()],
             ))
             .await
             .map_err(db_error)?;

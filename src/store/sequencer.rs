@@ -2,15 +2,28 @@
 //! row every write updates.
 //!
 //! A write transaction inserts its events into `pending_events` (no sequence, no
-//! shared row). The sequencer, one per database, moves committed ones into `events`
-//! in batches, each in one statement: it deletes up to `BATCH` pending rows, numbers
-//! them after `event_log_state.last_sequence` in (transaction id, insertion) order,
-//! inserts them into `events` and advances `last_sequence`. A row is visible to the
-//! sequencer only once its transaction committed, so sequences follow commit order: a
-//! transaction that committed late is numbered late, never behind a consumer's cursor;
-//! within a batch, a transaction that began after another committed has the larger
-//! transaction id and comes after it. One statement at a time on one connection means
-//! sequence N+1 never becomes visible before N.
+//! shared row) as its last statement before COMMIT, after every row lock it takes. The
+//! sequencer, one per database, moves committed ones into `events` in batches, each in
+//! one statement: it deletes the pending rows of whole transactions, numbers them after
+//! `event_log_state.last_sequence`, inserts them into `events` and advances
+//! `last_sequence`. One statement at a time on one connection means sequence N+1 never
+//! becomes visible before N.
+//!
+//! Why the log is a serial history. Take two transactions A and B that change the same
+//! row, A's change first. B locks that row only after A committed, and B inserts its
+//! pending rows after its last lock, so every pending id of B is larger than every one
+//! of A (ids come from one sequence, in the order the inserts ran; A's were taken before
+//! A's COMMIT). Any snapshot that sees B committed sees A committed too, so A is in the
+//! same batch as B or an earlier one; within a batch, transactions go in the order of
+//! their first pending id, so A before B. A transaction's events are contiguous because
+//! a batch takes every pending row of each transaction it picks (they became visible
+//! together, at its commit) and orders them together. Transaction ids play no part in
+//! the order (only in grouping): PostgreSQL hands one out at a transaction's first
+//! write or lock, which may be long before it waited for a row and committed, so
+//! ordering by it could put a cascade that began first, waited, and committed last
+//! ahead of the update it waited for. The single-statement writes
+//! (`user_batches`) insert their pending rows only after all their user rows, for the
+//! same reason.
 //!
 //! Why not the transaction-id horizon design (number at insert, publish below
 //! `pg_snapshot_xmin`): here a sequence exists only after commit, so there is no
@@ -21,9 +34,15 @@
 //! connection of its own every `TAKEOVER_POLL` and stamps only on that connection, so
 //! a holder that lost the database cannot stamp either. A holder that dies frees the
 //! lock with its connection and the next instance to ask has it within
-//! `TAKEOVER_POLL`. Server-side TCP keepalives on that connection let PostgreSQL drop
-//! a holder whose host vanished within a few seconds; the holder's own statements are
-//! bounded by `STATEMENT_TIMEOUT` on the client.
+//! `TAKEOVER_POLL`. A holder that stops without dying (frozen by SIGSTOP or a stalled
+//! VM, cut off by the network, stuck in a statement) is ended by PostgreSQL itself,
+//! which bounds that session: idle for `IDLE_SESSION_TIMEOUT` (a working sequencer
+//! sends a statement at least every `FRESHEN_EVERY`), a statement past
+//! `SERVER_STATEMENT_TIMEOUT`, data unacknowledged by the peer for `TCP_USER_TIMEOUT`,
+//! keepalives unanswered. The session's end frees the lock, another instance takes it
+//! within `TAKEOVER_POLL`, and the stopped one, when it resumes, finds its connection
+//! closed: it can only stand by and ask for the lock again. Numbering so stops for at
+//! most about 2.5 s.
 //!
 //! `event_log_state.complete_as_of` (the database's clock) is when the log was last
 //! known complete: every transaction committed before it is numbered. Caches on every
@@ -40,7 +59,7 @@ use tokio::sync::watch;
 use super::Store;
 
 use super::advisory_lock::SEQUENCER as LOCK_KEY;
-/// Events moved in one statement.
+/// Pending rows one statement picks; it moves every event of their transactions.
 pub(crate) const BATCH: i64 = 1000;
 /// How often an instance that is not the sequencer asks for the lock.
 const TAKEOVER_POLL: Duration = Duration::from_millis(250);
@@ -62,34 +81,61 @@ const FRESHEN_EVERY: Duration = Duration::from_millis(100);
 /// A statement of the sequencer that takes longer is abandoned with its connection
 /// (and so the lock).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL ends the sequencer's session when it sent nothing for this long (its
+/// process frozen or its host gone quiet), which frees the lock.
+const IDLE_SESSION_TIMEOUT: &str = "2000";
+/// PostgreSQL cancels a statement of the sequencer's that ran this long, so a stuck
+/// one holds the lock no longer (then the client's `STATEMENT_TIMEOUT` drops it).
+const SERVER_STATEMENT_TIMEOUT: &str = "3000";
+/// PostgreSQL drops the session when data it sent stays unacknowledged this long.
+const TCP_USER_TIMEOUT: &str = "2000";
 
-/// Numbers the batch and moves it; answers (rows moved, last sequence after).
+/// Numbers the batch and moves it; answers (rows picked, rows moved, last sequence
+/// after).
+///
+/// The batch is every pending event of each transaction among the oldest `$1` rows,
+/// so a transaction's events are never split over two batches. Within it, transactions
+/// go in the order of their first pending row's id, and each one's events in id order
+/// (see the module's comment for why that is the order their changes took effect).
+/// An event's `time` is when it was numbered, by the database's clock: one clock for
+/// every instance, which retention then compares with (`Store::prune_events`).
 const STAMP: &str = "
-WITH batch AS (
+WITH picked AS (
+    SELECT id, txid FROM pending_events ORDER BY id LIMIT $1
+),
+batch AS (
     DELETE FROM pending_events
-    WHERE id IN (SELECT id FROM pending_events ORDER BY id LIMIT $1)
-    RETURNING txid, id, kind, resource_id, customer_id, time, payload
+    WHERE txid IN (SELECT txid FROM picked)
+    RETURNING txid, id, kind, resource_id, customer_id, payload
+),
+ordered AS (
+    SELECT b.id, b.kind, b.resource_id, b.customer_id, b.payload,
+           min(b.id) OVER (PARTITION BY b.txid) AS first_id
+    FROM batch b
 ),
 numbered AS (
-    SELECT s.last_sequence + row_number() OVER (ORDER BY b.txid, b.id) AS sequence,
-           b.kind, b.resource_id, b.customer_id, b.time, b.payload
-    FROM batch b CROSS JOIN event_log_state s WHERE s.id = 1
+    SELECT s.last_sequence + row_number() OVER (ORDER BY o.first_id, o.id) AS sequence,
+           o.kind, o.resource_id, o.customer_id, o.payload
+    FROM ordered o CROSS JOIN event_log_state s WHERE s.id = 1
 ),
 inserted AS (
     INSERT INTO events (sequence, kind, resource_id, customer_id, time, payload)
-    SELECT sequence, kind, resource_id, customer_id, time, payload FROM numbered
+    SELECT sequence, kind, resource_id, customer_id,
+           (extract(epoch FROM statement_timestamp()) * 1000000)::bigint, payload
+    FROM numbered
     RETURNING sequence
 ),
 head AS (
     UPDATE event_log_state
     SET last_sequence = last_sequence + (SELECT count(*) FROM inserted),
-        complete_as_of = CASE WHEN (SELECT count(*) FROM inserted) < $1
+        complete_as_of = CASE WHEN (SELECT count(*) FROM picked) < $1
             THEN (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
             ELSE complete_as_of END
     WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)
     RETURNING last_sequence
 )
-SELECT (SELECT count(*) FROM inserted) AS moved, (SELECT last_sequence FROM head) AS last";
+SELECT (SELECT count(*) FROM picked) AS picked, (SELECT count(*) FROM inserted) AS moved,
+       (SELECT last_sequence FROM head) AS last";
 
 /// Renews `complete_as_of` while nothing is pending. Losing it in a crash loses
 /// nothing (it is a freshness mark), so it does not wait for the disk.
@@ -119,6 +165,12 @@ impl Sequencer {
                 ("tcp_keepalives_idle", "1"),
                 ("tcp_keepalives_interval", "1"),
                 ("tcp_keepalives_count", "2"),
+                ("tcp_user_timeout", TCP_USER_TIMEOUT),
+                // A frozen holder's kernel still answers keepalives: the session's
+                // silence is what tells.
+                ("idle_session_timeout", IDLE_SESSION_TIMEOUT),
+                ("idle_in_transaction_session_timeout", IDLE_SESSION_TIMEOUT),
+                ("statement_timeout", SERVER_STATEMENT_TIMEOUT),
             ]),
             written: watch::channel(0).0,
             active: AtomicBool::new(false),
@@ -238,6 +290,7 @@ impl Store {
                 Err(error) => return Ended::Failed(error),
             };
             let moved: i64 = row.try_get("moved").unwrap_or(0);
+            let picked: i64 = row.try_get("picked").unwrap_or(0);
             moved_since_vacuum += moved;
             if moved_since_vacuum > 0 && vacuumed.elapsed() >= VACUUM_EVERY {
                 if let Err(error) = bounded(sqlx::raw_sql(VACUUM).execute(&mut connection)).await {
@@ -257,7 +310,7 @@ impl Store {
                     });
                 }
                 freshened = Instant::now();
-                if moved < BATCH {
+                if picked < BATCH {
                     tokio::select! {
                         _ = tokio::time::sleep_until((stamped + STAMP_GAP).into()) => {}
                         _ = shutting_down.wait_for(|down| *down) => {}

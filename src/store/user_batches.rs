@@ -48,6 +48,11 @@ const MAX_BATCH: usize = 64;
 /// The user rows and `user.created` events of a batch, from parallel arrays (one
 /// element per user, in queue order). `password_hash` travels as '' for none: arrays
 /// are bound without NULL elements, and a PHC hash string is never empty.
+///
+/// The uncorrelated `count(*)` over `written` is a one-time filter, evaluated before
+/// the first event row is inserted: every user row is written (and every wait on
+/// another transaction's unique-index entry is over) before any pending event takes
+/// its id, as a transaction writes its events after its last lock (see `sequencer`).
 const INSERT_USERS: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -70,7 +75,9 @@ written AS (
 recorded AS (
     INSERT INTO pending_events (kind, resource_id, customer_id, time, payload)
     SELECT 'user.created', i.id, NULL, $14, i.payload
-    FROM input i JOIN written w ON w.id = i.id ORDER BY i.position
+    FROM input i JOIN written w ON w.id = i.id
+    WHERE (SELECT count(*) FROM written) >= 0
+    ORDER BY i.position
 )
 SELECT id FROM written";
 

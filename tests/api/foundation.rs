@@ -13,6 +13,7 @@ mod probes;
 mod readme;
 mod restart;
 mod sequencer;
+mod serial_log;
 mod startup;
 mod tls;
 mod traces;
