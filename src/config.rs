@@ -107,6 +107,11 @@ pub struct CommonArgs {
     #[arg(long, env = "TENANCY_DB_MAX_AGE", default_value_t = 1800,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub db_max_age: u64,
+    /// PostgreSQL: CreateUser calls that may wait at once for the statement that writes
+    /// them in a batch; more are answered UNAVAILABLE (WRITE_QUEUE_FULL) at once.
+    #[arg(long, env = "TENANCY_DB_WRITE_QUEUE", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_write_queue: u64,
     /// Log format: human-readable text or one JSON object per line. RUST_LOG filters.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -128,6 +133,7 @@ impl CommonArgs {
                 read_timeout: Duration::from_millis(self.db_read_timeout_ms.max(1)),
                 max_idle: Duration::from_secs(self.db_max_idle.max(1)),
                 max_age: Duration::from_secs(self.db_max_age.max(1)),
+                write_queue: usize::try_from(self.db_write_queue).unwrap_or(usize::MAX),
             },
         }
     }

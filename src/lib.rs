@@ -28,6 +28,7 @@ pub mod app;
 pub mod cache;
 pub mod commands;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod grpc;
 pub mod hashing;

@@ -6,7 +6,6 @@ use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
 };
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -53,21 +52,24 @@ pub async fn prepare_store(
     Ok(store)
 }
 
-fn tls_config(serve: &ServeArgs) -> Result<Option<ServerTlsConfig>, StartupError> {
+/// How long an HTTP/1.1 client may take to send a request's headers (a slow-loris
+/// client holds a connection no longer).
+const HTTP1_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tls_settings(serve: &ServeArgs) -> Result<Option<grpc::server::TlsSettings>, StartupError> {
     let (Some(cert), Some(key)) = (&serve.tls_cert, &serve.tls_key) else {
         return Ok(None);
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    let mut tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(cert)?, read(key)?))
+    Ok(Some(grpc::server::TlsSettings {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+        client_ca_pem: serve.tls_client_ca.as_deref().map(read).transpose()?,
         // A client that connects and never completes the handshake is dropped.
-        .timeout(Duration::from_secs(serve.tls_handshake_timeout.max(1)));
-    if let Some(ca) = &serve.tls_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(Some(tls))
+        handshake_timeout: Duration::from_secs(serve.tls_handshake_timeout.max(1)),
+    }))
 }
 
 /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops accepting, and
@@ -202,17 +204,16 @@ async fn serve_on(
 
     let max_request = serve.max_request_bytes();
     let keepalive = Duration::from_secs(serve.http2_keepalive_interval.max(1));
-    // Without these a peer that vanished (no FIN, no RST) keeps its connection, and its
-    // streams, until the OS gives up hours later.
-    let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(keepalive))
-        .http2_keepalive_timeout(Some(Duration::from_secs(
-            serve.http2_keepalive_timeout.max(1),
-        )))
-        .max_concurrent_streams(Some(serve.max_concurrent_streams.max(1)));
-    if let Some(tls) = tls_config(&serve)? {
-        builder = builder.tls_config(tls)?;
-    }
+    let listen = grpc::server::ListenSettings {
+        http2_keepalive_interval: keepalive,
+        // Without these a peer that vanished (no FIN, no RST) keeps its connection, and
+        // its streams, until the OS gives up hours later.
+        http2_keepalive_timeout: Duration::from_secs(serve.http2_keepalive_timeout.max(1)),
+        max_concurrent_streams: serve.max_concurrent_streams.max(1),
+        header_read_timeout: HTTP1_HEADER_READ_TIMEOUT,
+        tcp_keepalive: keepalive,
+    };
+    let tls = tls_settings(&serve)?;
     let draining = Arc::new(Notify::new());
     let signal = {
         let (reporter, draining) = (reporter.clone(), draining.clone());
@@ -226,26 +227,12 @@ async fn serve_on(
             draining.notify_one();
         }
     };
-    tracing::info!(address = %listener.local_addr()?, tls = serve.tls_cert.is_some(), "serving gRPC");
-    let incoming = TcpIncoming::from(listener)
-        // Without TCP_NODELAY, small responses wait out the peer's delayed ACK (~40 ms).
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(keepalive));
-    let server = builder
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(RequestLogLayer::new(rpc_metrics).with_traces(traces.clone()))
-                // Before the key check, so a shed RPC costs no key lookup; inside the
-                // log, so timed-out and shed RPCs are logged with their code.
-                .layer(RequestLimitsLayer::new(serve.request_limits()))
-                .layer(AuthLayer::new(app.clone()))
-                .layer(InputCheckLayer::new(max_request)?),
-        )
-        .add_service(health_service)
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "serving gRPC");
+    // The input check refuses larger requests first (RESOURCE_EXHAUSTED); tonic's own
+    // limit is set to match, so nothing else decodes more.
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        // The input check refuses larger requests first (RESOURCE_EXHAUSTED); tonic's
-        // own limit is set to match, so nothing else decodes more.
         .add_service(
             pb::customer_service_server::CustomerServiceServer::new(grpc::CustomerApi::new(
                 app.clone(),
@@ -265,8 +252,21 @@ async fn serve_on(
         .add_service(
             pb::event_service_server::EventServiceServer::new(grpc::EventApi::new(app.clone()))
                 .max_decoding_message_size(max_request),
-        )
-        .serve_with_incoming_shutdown(incoming, signal);
+        );
+    let grpc_stack = tower::ServiceBuilder::new()
+        .map_response(|response: http::Response<_>| response.map(tonic::body::Body::new))
+        .layer(RequestLogLayer::new(rpc_metrics).with_traces(traces.clone()))
+        // Before the key check, so a shed RPC costs no key lookup; inside the log, so
+        // timed-out and shed RPCs are logged with their code.
+        .layer(RequestLimitsLayer::new(serve.request_limits()))
+        .layer(AuthLayer::new(app.clone()))
+        .layer(InputCheckLayer::new(max_request)?)
+        .service(routes);
+    let service = grpc::server::by_content_type(
+        grpc::server::boxed(grpc_stack),
+        grpc::server::no_http_routes(),
+    );
+    let server = grpc::server::serve(listener, listen, tls, service, signal);
     let grace = Duration::from_secs(serve.shutdown_grace);
     tokio::select! {
         result = server => result?,

@@ -73,9 +73,13 @@ pub enum Error {
     /// was refused before any work was done for it, so retrying later may succeed.
     #[error("the server is overloaded: {max_in_flight} RPCs are in flight")]
     Overloaded { max_in_flight: usize },
-    /// The RPC did not finish within the server's request timeout; what it had not
-    /// committed was rolled back.
-    #[error("the RPC did not finish within the request timeout of {} ms", .timeout.as_millis())]
+    /// As many writes wait for the database as may (`--db-write-queue`): this one was
+    /// refused before anything was written, so retrying later may succeed.
+    #[error("{capacity} writes already wait for the database")]
+    WriteQueueFull { capacity: usize },
+    /// The RPC did not finish within its deadline (the caller's or the server's) and
+    /// nothing of it was committed, or ever will be (see `crate::deadline`).
+    #[error("the RPC did not finish within its deadline of {} ms", .timeout.as_millis())]
     DeadlineExceeded { timeout: std::time::Duration },
     /// The database cannot be reached; retrying later may succeed.
     #[error("the database is unavailable")]

@@ -15,6 +15,7 @@ pub mod pb;
 pub mod request_limits;
 pub mod request_log;
 pub mod rpc_metrics;
+pub mod server;
 pub mod status;
 pub mod traces;
 mod users;

@@ -3,7 +3,9 @@
 //! (DEADLINE_EXCEEDED past it).
 //!
 //! Both apply to the time until an RPC's response begins: all of a unary RPC, only the
-//! setup of a stream. An open `StreamEvents` (or health `Watch`) stream holds no
+//! setup of a stream. The deadline is the server's timeout or the caller's
+//! `grpc-timeout`, whichever is sooner; a call whose write began to commit before it is
+//! answered with the commit's outcome instead (see `crate::deadline`). An open `StreamEvents` (or health `Watch`) stream holds no
 //! in-flight slot and is never cut by the timeout; the number of streams is bounded per
 //! connection (`--max-concurrent-streams`) and per key (`--max-streams-per-key`).
 
@@ -18,7 +20,10 @@ use tokio::sync::Semaphore;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::domain::Error;
+use crate::{
+    deadline::{Deadline, parse_grpc_timeout},
+    domain::Error,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
@@ -76,6 +81,7 @@ impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Limited<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send,
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
@@ -104,17 +110,33 @@ where
                 }
             }
         };
+        // The caller's own deadline (`grpc-timeout`) counts when it is the sooner.
+        let budget = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(limits.timeout, |asked| asked.min(limits.timeout));
         Box::pin(async move {
-            let answered = tokio::time::timeout(limits.timeout, inner.call(request)).await;
+            let deadline = Deadline::after(budget);
+            let call = deadline.clone().scope(inner.call(request));
+            tokio::pin!(call);
+            let answered = tokio::select! {
+                answered = &mut call => answered,
+                _ = tokio::time::sleep_until(deadline.at()) => {
+                    if deadline.expire() {
+                        // Dropping the RPC's future rolls back what it began, and no
+                        // commit can begin any more (see `crate::deadline`).
+                        drop(permit);
+                        return Ok(Status::from(Error::DeadlineExceeded { timeout: budget })
+                            .into_http());
+                    }
+                    // A commit began before the deadline: its outcome is the answer.
+                    call.await
+                }
+            };
             drop(permit);
-            match answered {
-                Ok(result) => result,
-                // The RPC's future is dropped: what it had not committed is rolled back.
-                Err(_) => Ok(Status::from(Error::DeadlineExceeded {
-                    timeout: limits.timeout,
-                })
-                .into_http()),
-            }
+            answered
         })
     }
 }

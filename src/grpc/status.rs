@@ -115,12 +115,30 @@ impl From<Error> for Status {
                     details
                 },
             ),
+            Error::WriteQueueFull { capacity } => Status::with_error_details(
+                Code::Unavailable,
+                format!(
+                    "the server is overloaded: {capacity} writes already wait for the \
+                     database (--db-write-queue); nothing was written, retry with backoff"
+                ),
+                {
+                    let mut details =
+                        ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(50)));
+                    details.set_error_info(
+                        "WRITE_QUEUE_FULL",
+                        ERROR_DOMAIN,
+                        [("capacity".to_string(), capacity.to_string())],
+                    );
+                    details
+                },
+            ),
             Error::DeadlineExceeded { timeout } => Status::with_error_details(
                 Code::DeadlineExceeded,
                 format!(
-                    "the RPC did not finish within the server's request timeout of {} ms \
-                     (--request-timeout); what it had not committed was rolled back, so a \
-                     write may or may not have taken effect",
+                    "the RPC did not finish within its deadline of {} ms (the caller's \
+                     grpc-timeout or the server's request timeout, --request-timeout, \
+                     whichever is sooner); \
+                     nothing of it was committed and nothing of it will be",
                     timeout.as_millis()
                 ),
                 ErrorDetails::with_error_info(

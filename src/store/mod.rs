@@ -45,7 +45,10 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
-use crate::domain::{Error, Result, id::Id};
+use crate::{
+    deadline::Deadline,
+    domain::{Error, Result, id::Id},
+};
 
 pub use accounts::AccountOwner;
 pub use customers::CustomerOwner;
@@ -76,6 +79,9 @@ pub struct ConnectionLimits {
     pub max_idle: Duration,
     /// A connection open longer than this is closed rather than reused.
     pub max_age: Duration,
+    /// Batched writes (PostgreSQL's CreateUser) that may wait for their statement at
+    /// once; more are refused with `WriteQueueFull`.
+    pub write_queue: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -84,6 +90,7 @@ impl Default for ConnectionLimits {
             read_timeout: Duration::from_secs(5),
             max_idle: Duration::from_secs(60),
             max_age: Duration::from_secs(30 * 60),
+            write_queue: 4096,
         }
     }
 }
@@ -297,6 +304,7 @@ impl Store {
                 .map_err(|e: sea_orm::sqlx::Error| Error::internal(e))?;
             let batches = user_batches::UserBatches::new(
                 (batch_connections > 0).then(|| (options.clone(), settings)),
+                settings.limits.write_queue,
             );
             (
                 Some(Arc::new(sequencer::Sequencer::new(options))),
@@ -494,17 +502,39 @@ impl Store {
         })
     }
 
+    /// Commits `tx`, unless the RPC it serves timed out (then it is rolled back and the
+    /// answer is `DeadlineExceeded`): once COMMIT is sent, the RPC is answered with its
+    /// outcome, never told it timed out (see `crate::deadline`).
     pub(crate) async fn commit(&self, mut tx: WriteTx) -> Result<()> {
         let appended = self.write_pending_events(&mut tx).await?;
         let pending = tx.pending_written;
+        let deadline = Deadline::current();
+        if let Some(deadline) = &deadline
+            && !deadline.begin_commit()
+        {
+            // Dropping `tx` rolls it back.
+            return Err(Error::DeadlineExceeded {
+                timeout: deadline.budget(),
+            });
+        }
         let txn = tx
             .txn
             .take()
             .ok_or_else(|| Error::internal("a transaction committed twice"))?;
         // The SQLite writer slot is held until the commit has finished.
         let writer = tx.writer.take();
-        txn.commit().await.map_err(db_error)?;
+        let committed = txn.commit().await;
         drop(writer);
+        if let Err(err) = committed {
+            // A broken connection leaves the outcome unknown: the call stays
+            // committing and is answered with this error, never with a timeout.
+            if let Some(deadline) = &deadline
+                && !is_broken_connection(&err)
+            {
+                deadline.commit_rolled_back();
+            }
+            return Err(db_error(err));
+        }
         self.committed(&tx.touched, pending, appended);
         Ok(())
     }
@@ -599,7 +629,7 @@ async fn connect_with_retry(
 }
 
 /// The driver's error behind a connection, execution or query failure.
-fn sqlx_cause(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+pub(crate) fn sqlx_cause(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     match err {
         DbErr::Conn(RuntimeErr::SqlxError(sqlx))
         | DbErr::Exec(RuntimeErr::SqlxError(sqlx))

@@ -1,6 +1,7 @@
 //! Hardening (issue 6): hostile input at the edge, secrets kept out of request
 //! fingerprints, request ids scoped to their caller, and abuse of sign-in.
 
+mod deadlines;
 mod input;
 mod retries;
 mod secrets;
