@@ -6,12 +6,14 @@ mod cache_bytes;
 pub mod database;
 mod event_limits;
 mod events;
+mod frozen_instance;
 mod keys;
 mod metrics;
 mod point_reads;
 mod probes;
 mod readme;
 mod restart;
+mod retention_clock;
 mod sequencer;
 mod serial_log;
 mod startup;
@@ -21,7 +23,9 @@ mod traces;
 use tenancy_client::pb;
 
 use crate::helpers::{Svc, TestApp};
-use tenancy_client::pb::user_service_client::UserServiceClient;
+use tenancy_client::pb::{
+    event_service_client::EventServiceClient, user_service_client::UserServiceClient,
+};
 
 /// A valid user to create.
 fn new_user(email: &str) -> pb::User {
@@ -60,4 +64,16 @@ async fn create_user_with(users: &mut UserServiceClient<Svc>, email: &str) -> pb
         .into_inner()
         .user
         .expect("a user")
+}
+
+/// The log's bounds as `GetEventLog` answers them through `events`.
+async fn event_log_through(events: &EventServiceClient<Svc>) -> pb::EventLog {
+    events
+        .clone()
+        .get_event_log(pb::GetEventLogRequest {})
+        .await
+        .expect("GetEventLog")
+        .into_inner()
+        .event_log
+        .expect("an event log")
 }

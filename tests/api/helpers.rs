@@ -640,3 +640,46 @@ pub fn tls_channel(address: SocketAddr, client_tls: tonic::transport::ClientTlsC
         .expect("client TLS settings")
         .connect_lazy()
 }
+
+/// PostgreSQL: the backend pid of the session holding the sequencer's lock on `db`'s
+/// database, if one does.
+pub async fn sequencer_holder(db: &sea_orm::DatabaseConnection) -> Option<i32> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND objid = ({}::bigint & 4294967295)::oid",
+                tenancy::store::advisory_lock::SEQUENCER
+            ),
+        ))
+        .await
+        .expect("pg_locks")?;
+    row.try_get("", "pid").ok()
+}
+
+/// Asserts that `log` (read from sequence 0) is gap-free, that no resource has two
+/// events in it (each write of the caller created one resource) and that it holds
+/// every id in `answered`; returns the resource ids it holds.
+pub fn assert_each_write_once(
+    log: &[tenancy::domain::event::Event],
+    answered: &std::collections::HashSet<String>,
+) -> std::collections::HashSet<String> {
+    let sequences: Vec<i64> = log.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=log.len() as i64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let logged: std::collections::HashSet<String> = log
+        .iter()
+        .map(|e| e.resource_id.uuid().to_string())
+        .collect();
+    assert_eq!(logged.len(), log.len(), "no event twice");
+    assert!(
+        answered.iter().all(|id| logged.contains(id)),
+        "every answered write is in the log"
+    );
+    logged
+}

@@ -10,5 +10,6 @@ mod foundation;
 mod hardening;
 mod members;
 mod relay;
+mod serve_child;
 mod users;
 mod validation_enums;

@@ -16,7 +16,11 @@ use tenancy::config::ServeArgs;
 use tenancy_client::pb;
 
 use crate::{
-    helpers::{Backend, TestApp, eventually, spawn_app_on, test_serve_args, unique_email},
+    helpers::{
+        Backend, TestApp, assert_each_write_once, eventually, sequencer_holder, spawn_app_on,
+        test_serve_args, unique_email,
+    },
+    serve_child::ServeChild,
     users::create,
 };
 
@@ -303,47 +307,6 @@ async fn a_relay_that_lost_its_stored_position_publishes_nothing_twice(backend: 
     assert_stream_equals_log(&nats, &app, Duration::from_secs(10)).await;
 }
 
-/// `tenancy serve` as a child process on `database_url`, relaying to `nats`; killed on
-/// drop. Returns once it answers health checks.
-async fn serve_binary(database_url: &str, nats: &Nats) -> (tokio::process::Child, SocketAddr) {
-    let address: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenancy"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TENANCY_") || name == "DATABASE_URL" {
-            command.env_remove(name);
-        }
-    }
-    let child = command
-        .args(["serve", "--listen", &address.to_string()])
-        .env("DATABASE_URL", database_url)
-        .env("TENANCY_ADMIN_KEY", crate::helpers::ADMIN_KEY)
-        .env("TENANCY_EVENTS_NATS_URL", nats.url())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start tenancy serve");
-    eventually(Duration::from_secs(60), || async move {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("endpoint")
-            .connect_lazy();
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        matches!(
-            health
-                .check(tonic_health::pb::HealthCheckRequest::default())
-                .await
-                .map(|r| r.into_inner().status()),
-            Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
-        )
-    })
-    .await;
-    (child, address)
-}
-
 async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> Option<i64> {
     db.query_one_raw(Statement::from_string(
         db.get_database_backend(),
@@ -367,16 +330,13 @@ async fn the_instance_holding_sequencer_and_relay_killed_mid_load_loses_nothing(
     }
     let database = backend.fresh_database().await;
     let db = Database::connect(&database.url).await.expect("connect");
-    let holder_sql = &format!(
-        "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND objid = ({}::bigint & 4294967295)::oid",
-        tenancy::store::advisory_lock::SEQUENCER
-    );
-    let (mut victim, victim_address) = serve_binary(&database.url, &nats).await;
+    let mut victim = ServeChild::start(&database.url, |command| {
+        command.env("TENANCY_EVENTS_NATS_URL", nats.url());
+    })
+    .await;
     // The victim holds both before the survivor starts.
     eventually(Duration::from_secs(10), || async {
-        scalar(&db, holder_sql).await.is_some()
+        sequencer_holder(&db).await.is_some()
             && scalar(
                 &db,
                 "SELECT count(*) FROM relay_state WHERE holder IS NOT NULL",
@@ -386,24 +346,14 @@ async fn the_instance_holding_sequencer_and_relay_killed_mid_load_loses_nothing(
                 == 1
     })
     .await;
-    let victim_pid = scalar(&db, holder_sql)
-        .await
-        .expect("the victim's sequencer");
+    let victim_pid = sequencer_holder(&db).await.expect("the victim's sequencer");
     let survivor = spawn_app_on(database.clone(), relay_args(&nats)).await;
 
-    let victim_channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{victim_address}"))
-            .expect("endpoint")
-            .connect_lazy();
-    let victim_users = pb::user_service_client::UserServiceClient::with_interceptor(
-        victim_channel,
-        crate::helpers::BearerKey(Some(crate::helpers::ADMIN_KEY.into())),
-    );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let mut users = if w % 2 == 0 {
-                victim_users.clone()
+                victim.users.clone()
             } else {
                 survivor.users.clone()
             };
@@ -431,11 +381,11 @@ async fn the_instance_holding_sequencer_and_relay_killed_mid_load_loses_nothing(
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    victim.start_kill().expect("SIGKILL the victim");
+    victim.process.start_kill().expect("SIGKILL the victim");
     let killed = Instant::now();
-    victim.wait().await.expect("reaped");
+    victim.process.wait().await.expect("reaped");
     let took_over = loop {
-        if let Some(pid) = scalar(&db, holder_sql).await
+        if let Some(pid) = sequencer_holder(&db).await
             && pid != victim_pid
         {
             break killed.elapsed();
@@ -458,21 +408,7 @@ async fn the_instance_holding_sequencer_and_relay_killed_mid_load_loses_nothing(
     );
 
     let log = survivor.log_after(0, 1_000_000).await.expect("the log");
-    let sequences: Vec<i64> = log.iter().map(|e| e.sequence).collect();
-    assert_eq!(
-        sequences,
-        (1..=log.len() as i64).collect::<Vec<_>>(),
-        "gap-free"
-    );
-    let logged: std::collections::HashSet<String> = log
-        .iter()
-        .map(|e| e.resource_id.uuid().to_string())
-        .collect();
-    assert_eq!(logged.len(), log.len(), "no event twice");
-    assert!(
-        created.iter().all(|u| logged.contains(u)),
-        "every answered write is in the log"
-    );
+    assert_each_write_once(&log, &created);
     // A write the victim committed but could not answer is in the log too: the log
     // holds exactly the users that exist.
     assert_eq!(

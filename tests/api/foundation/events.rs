@@ -460,14 +460,7 @@ async fn an_open_stream_that_pruning_overtakes_ends_out_of_range(backend: Backen
 
 async fn get_event_log(app: &TestApp) -> pb::EventLog {
     app.sequenced().await;
-    app.events
-        .clone()
-        .get_event_log(pb::GetEventLogRequest {})
-        .await
-        .expect("GetEventLog")
-        .into_inner()
-        .event_log
-        .expect("an event log")
+    super::event_log_through(&app.events).await
 }
 
 fn bounds(log: &pb::EventLog) -> (i64, i64) {

@@ -18,7 +18,10 @@ use tenancy_client::pb;
 use tokio::sync::mpsc;
 
 use super::create_user_with;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_on, test_serve_args, unique_email};
+use crate::helpers::{
+    Backend, TestApp, assert_each_write_once, sequencer_holder, spawn_app, spawn_app_on,
+    test_serve_args, unique_email,
+};
 
 fn email_of(resource: &EventResource) -> String {
     match resource {
@@ -200,24 +203,6 @@ async fn a_transaction_that_commits_late_is_neither_skipped_nor_holds_others_bac
     assert_eq!(sequences, (1..=7).collect::<Vec<_>>());
 }
 
-/// The holder of the sequencer lock, by its backend pid.
-async fn sequencer_pid(db: &sea_orm::DatabaseConnection, database: &str) -> Option<i32> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!(
-                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-                 WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1 \
-                 AND l.objid = ({}::bigint & 4294967295)::oid",
-                tenancy::store::advisory_lock::SEQUENCER
-            ),
-            [database.into()],
-        ))
-        .await
-        .expect("pg_locks")?;
-    row.try_get("", "pid").ok()
-}
-
 /// PostgreSQL: the sequencer's connection is cut (its backend terminated, as when its
 /// host dies or loses the database) three times while 8 writers write on two
 /// instances: another process (or the same one, reconnected) takes over within 2 s,
@@ -229,16 +214,6 @@ async fn the_sequencer_is_replaced_within_two_seconds_without_gap_or_duplicate(b
     let a = spawn_app(backend).await;
     let b = spawn_app_on(a.database.clone(), test_serve_args()).await;
     let db = Database::connect(&a.database.url).await.expect("connect");
-    let name: String = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_database() AS name",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "name")
-        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -263,7 +238,7 @@ async fn the_sequencer_is_replaced_within_two_seconds_without_gap_or_duplicate(b
     let mut takeovers = Vec::new();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let holder = sequencer_pid(&db, &name)
+        let holder = sequencer_holder(&db)
             .await
             .expect("a sequencer holds the lock");
         db.execute_raw(Statement::from_sql_and_values(
@@ -275,7 +250,7 @@ async fn the_sequencer_is_replaced_within_two_seconds_without_gap_or_duplicate(b
         .expect("terminate the sequencer's backend");
         let cut = Instant::now();
         loop {
-            match sequencer_pid(&db, &name).await {
+            match sequencer_holder(&db).await {
                 Some(next) if next != holder => break,
                 _ => {}
             }
@@ -298,20 +273,12 @@ async fn the_sequencer_is_replaced_within_two_seconds_without_gap_or_duplicate(b
         log.len()
     );
 
-    let sequences: Vec<i64> = log.iter().map(|e| e.sequence).collect();
+    let logged = assert_each_write_once(&log, &created);
     assert_eq!(
-        sequences,
-        (1..=log.len() as i64).collect::<Vec<_>>(),
-        "gap-free"
+        logged.len(),
+        created.len(),
+        "every write's event, and no other"
     );
-    let logged: Vec<String> = log
-        .iter()
-        .map(|e| e.resource_id.uuid().to_string())
-        .collect();
-    let unique: HashSet<&String> = logged.iter().collect();
-    assert_eq!(unique.len(), logged.len(), "no event twice");
-    assert_eq!(unique.len(), created.len(), "every write's event");
-    assert!(created.iter().all(|u| unique.contains(u)));
 }
 
 /// PostgreSQL: the instances that are not the sequencer hold no snapshot while they
