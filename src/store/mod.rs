@@ -95,6 +95,11 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// PostgreSQL ends a pool session that sits in a transaction this long without sending
+/// a statement (milliseconds). The server's own transactions never pause between their
+/// statements: they hash passwords before they begin.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "4000";
+
 /// The database handle every use case goes through.
 #[derive(Clone)]
 pub struct Store {
@@ -266,7 +271,19 @@ impl Store {
             // indexes for `LIKE $1` (the prefix is unknown when it is planned), and
             // PostgreSQL switches to it after five executions: plan each execution with
             // its values instead, which point reads barely notice.
-            .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]))
+            //
+            // A transaction whose process froze (SIGSTOP, a stalled VM) or lost the
+            // network between two of its statements keeps its row locks; PostgreSQL
+            // ends such a session after `IDLE_IN_TRANSACTION_TIMEOUT`, so other
+            // instances' writes of those rows wait no longer than that (SPEC §8: one
+            // stalled instance never stops the others for more than 5 s).
+            .map_sqlx_postgres_opts(|opts| {
+                opts.options([
+                    ("plan_cache_mode", "force_custom_plan"),
+                    ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+                    ("tcp_user_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+                ])
+            })
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 opts.journal_mode(SqliteJournalMode::Wal)
