@@ -136,7 +136,7 @@ impl Collector for Vitals {
         gauge(
             e,
             "tenancy_db_point_read_connections_in_use",
-            "PostgreSQL point-read connections running a statement",
+            "PostgreSQL point-read connections running a statement, or cancelling one whose caller went away",
             count(vitals.pool.point_reads_in_use),
         )?;
         gauge(

@@ -308,6 +308,7 @@ impl Store {
                 point_read_connections,
                 settings.acquire_timeout,
                 settings.limits,
+                db.get_postgres_connection_pool().clone(),
             )
             .map_err(db_error)?;
             Some(Arc::new(reads))

@@ -1,7 +1,8 @@
 //! Point-read connections (PostgreSQL) are bounded: a read the database never answers
 //! fails within the read timeout with UNAVAILABLE, its connection and the idle ones are
 //! dropped, and the next read works on a new connection; connections past their idle
-//! or age limit are replaced rather than reused.
+//! or age limit are replaced rather than reused; reads whose callers went away
+//! mid-statement leave no backend behind beyond the connection bound.
 
 use std::{
     collections::HashSet,
@@ -13,15 +14,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectionTrait as _, Database, Statement};
+use sea_orm::{
+    ConnectionTrait as _, Database, Statement,
+    sqlx::{self, Connection as _, PgConnection},
+};
+use tenancy_client::pb;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
 };
-use tonic::Code;
+use tonic::{Code, Request};
 
-use super::{database::resolve_authority, get_by_email};
-use crate::helpers::{Backend, TestApp, spawn_app_on, test_serve_args, unique_email};
+use super::{create_user, database::resolve_authority, get_by_email};
+use crate::helpers::{
+    Backend, TestApp, spawn_app_on, spawn_observed_app_on, test_serve_args, unique_email,
+};
 
 /// A TCP forwarder that can be switched to a blackhole: bytes stop flowing, in both
 /// directions, on every connection open at that moment and on those accepted while it
@@ -258,4 +265,153 @@ async fn point_read_connections_past_their_idle_or_age_limit_are_replaced() {
     assert_eq!(during_age, after_idle, "a busy young connection is kept");
     assert_eq!(after_age.len(), 1, "{after_age:?}");
     assert_ne!(after_age, after_idle, "an old connection was reused");
+}
+
+/// The server's backends on the connection's database now: every client backend but
+/// this connection's and `side`'s, and those of them on point-read connections.
+async fn server_backends(sampler: &mut PgConnection, side: i32) -> (i64, i64, i64) {
+    sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT count(*), \
+                count(*) FILTER (WHERE application_name = 'tenancy'), \
+                count(*) FILTER (WHERE application_name = 'tenancy' \
+                                 AND wait_event_type = 'Lock') \
+         FROM pg_stat_activity \
+         WHERE datname = current_database() AND backend_type = 'client backend' \
+           AND pid <> pg_backend_pid() AND pid <> $1",
+    )
+    .bind(side)
+    .fetch_one(sampler)
+    .await
+    .expect("pg_stat_activity")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_cancelled_by_short_deadlines_on_a_locked_table_keep_backends_within_the_bound() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let mut database = backend.fresh_database().await;
+    database.max_connections = 10;
+    // Were the rule broken, each abandoned read's backend would live until this
+    // statement_timeout: short, so the pile-up (about 200/s times this) stays far below
+    // the max_connections of a PostgreSQL that other tests share.
+    database.limits.read_timeout = Duration::from_millis(250);
+    // The pool, the point reads and the batch connections share max_connections; the
+    // sequencer holds one session of its own.
+    let bound = i64::from(database.max_connections) + 1;
+    let url = database.url.clone();
+    // The server's own store for assertions: no second instance's connections here.
+    let app = spawn_observed_app_on(database, test_serve_args()).await;
+    let user = create_user(&app, &unique_email("locked")).await;
+
+    let mut side = PgConnection::connect(&url).await.expect("side session");
+    let side_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut side)
+        .await
+        .expect("side pid");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
+    ))
+    .execute(&mut side)
+    .await
+    .expect("lock users");
+
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let (url, sampling) = (url.clone(), sampling.clone());
+        async move {
+            let mut sampler = PgConnection::connect(&url).await.expect("sampler");
+            let mut samples = Vec::new();
+            while sampling.load(Ordering::SeqCst) {
+                samples.push(server_backends(&mut sampler, side_pid).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        }
+    });
+    // 200 GetUser/s for 3 s, each with a 50 ms deadline (`grpc-timeout`), by the email
+    // of nobody or the id of the user: neither is cached.
+    let mut calls = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let started = Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(3) {
+        tick.tick().await;
+        n += 1;
+        let lookup = if n.is_multiple_of(2) {
+            pb::get_user_request::Lookup::Email(unique_email("nobody"))
+        } else {
+            pb::get_user_request::Lookup::UserId(user.uuid.clone())
+        };
+        let mut request = Request::new(pb::GetUserRequest {
+            lookup: Some(lookup),
+        });
+        request.set_timeout(Duration::from_millis(50));
+        let mut users = app.users.clone();
+        calls.spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(5), users.get_user(request)).await {
+                Ok(Ok(_)) => Code::Ok,
+                Ok(Err(status)) => status.code(),
+                Err(_) => panic!("a call with a 50 ms deadline had no answer within 5 s"),
+            }
+        });
+    }
+    let mut codes = std::collections::BTreeMap::<String, u32>::new();
+    while let Some(code) = calls.join_next().await {
+        *codes
+            .entry(format!("{:?}", code.expect("call")))
+            .or_default() += 1;
+    }
+    // Still locked: whatever the abandoned reads left behind shows now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sampling.store(false, Ordering::SeqCst);
+    let samples = sampler.await.expect("sampler");
+
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut side)
+        .await
+        .expect("release the lock");
+    let released = Instant::now();
+    let mut after = Vec::new();
+    for _ in 0..20 {
+        let mut request = Request::new(pb::GetUserRequest {
+            lookup: Some(pb::get_user_request::Lookup::UserId(user.uuid.clone())),
+        });
+        request.set_timeout(Duration::from_secs(1));
+        let asked = Instant::now();
+        let answer = app.users.clone().get_user(request).await;
+        after.push((answer.map(|_| ()).map_err(|s| s.code()), asked.elapsed()));
+    }
+    let first_answer = after[0].1;
+
+    let peak = samples.iter().map(|s| s.0).max().unwrap_or_default();
+    let peak_point_reads = samples.iter().map(|s| s.1).max().unwrap_or_default();
+    let waiting = samples.iter().map(|s| s.2).max().unwrap_or_default();
+    eprintln!(
+        "{} samples; server backends peaked at {peak} (bound {bound}), point-read \
+         backends at {peak_point_reads}, {waiting} at most waiting on the lock; calls: \
+         {codes:?}; after the release {after:?} (first {first_answer:?}, {:?} since)",
+        samples.len(),
+        released.elapsed()
+    );
+    assert!(
+        samples.len() >= 20,
+        "sampled every 50 ms: {}",
+        samples.len()
+    );
+    assert!(waiting > 0, "point reads waited on the lock");
+    assert!(
+        !codes.contains_key("Ok") && !codes.contains_key("NotFound"),
+        "no read got past the lock: {codes:?}"
+    );
+    assert!(
+        peak <= bound,
+        "the server's backends stay within {bound}: {peak} at the peak"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|(answer, took)| answer.is_ok() && *took < Duration::from_secs(1)),
+        "reads answer normally once the lock is released: {after:?}"
+    );
 }
