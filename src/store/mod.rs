@@ -280,7 +280,10 @@ impl Store {
             .map_sqlx_postgres_opts(|opts| {
                 opts.options([
                     ("plan_cache_mode", "force_custom_plan"),
-                    ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        IDLE_IN_TRANSACTION_TIMEOUT,
+                    ),
                     ("tcp_user_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
                 ])
             })
@@ -797,10 +800,13 @@ fn is_unavailable(err: &DbErr) -> bool {
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
             // PostgreSQL class 08 (connection exception), 57P01..57P03 (shutdown,
-            // crash, cannot connect now), 57014 (cancelled: a point read's
+            // crash, cannot connect now), 25P03 (the session ended after idling in its
+            // transaction for `IDLE_IN_TRANSACTION_TIMEOUT`: the transaction is rolled
+            // back, so the write may be retried), 57014 (cancelled: a point read's
             // `statement_timeout`); SQLite 5/6 (busy, locked).
             code.starts_with("08")
                 || code.starts_with("57P")
+                || code == "25P03"
                 || code == "57014"
                 || code == "5"
                 || code == "6"

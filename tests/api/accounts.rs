@@ -4,13 +4,13 @@
 pub(crate) mod lifecycle;
 mod limits;
 
-use tenancy_client::pb;
+use tenancy_client::pb::{self, account_service_client::AccountServiceClient};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
 use crate::customers::{self, business, events, kinds, personal, set_status};
 use crate::helpers::{
-    Backend, GOOD_PASSWORD, TestApp, error_reason, spawn_app, unique_email, violated_fields,
+    Backend, GOOD_PASSWORD, Svc, TestApp, error_reason, spawn_app, unique_email, violated_fields,
 };
 
 pub fn meeting(name: &str) -> pb::Account {
@@ -44,6 +44,28 @@ pub async fn create(app: &TestApp, customer_id: &str, name: &str) -> pb::Account
     try_create_with(app, request(customer_id, meeting(name)))
         .await
         .unwrap_or_else(|s| panic!("create account {name}: {s:?}"))
+}
+
+/// Renames an account through `accounts` (UpdateAccount without an etag).
+pub async fn rename(
+    mut accounts: AccountServiceClient<Svc>,
+    account_id: String,
+    name: &str,
+) -> Result<pb::Account, Status> {
+    accounts
+        .update_account(pb::UpdateAccountRequest {
+            account_id,
+            account: Some(pb::Account {
+                name: name.into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+            etag: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().account.expect("an account"))
 }
 
 pub async fn get(app: &TestApp, id: &str) -> Result<pb::Account, Status> {

@@ -9,7 +9,8 @@ use nix::{
     unistd::Pid,
 };
 use tenancy_client::pb::{
-    event_service_client::EventServiceClient, user_service_client::UserServiceClient,
+    account_service_client::AccountServiceClient, event_service_client::EventServiceClient,
+    user_service_client::UserServiceClient,
 };
 use tokio::process::{Child, Command};
 use tonic::transport::Endpoint;
@@ -23,6 +24,7 @@ use crate::helpers::{ADMIN_KEY, BearerKey, Svc, eventually};
 pub struct ServeChild {
     pub process: Child,
     pub users: UserServiceClient<Svc>,
+    pub accounts: AccountServiceClient<Svc>,
     pub events: EventServiceClient<Svc>,
 }
 
@@ -81,6 +83,7 @@ impl ServeChild {
         ServeChild {
             process,
             users: UserServiceClient::with_interceptor(channel.clone(), key.clone()),
+            accounts: AccountServiceClient::with_interceptor(channel.clone(), key.clone()),
             events: EventServiceClient::with_interceptor(channel, key),
         }
     }

@@ -11,26 +11,7 @@ use tenancy_client::pb;
 
 use crate::accounts;
 use crate::customers::{self, personal};
-use crate::helpers::{Backend, TestApp, spawn_app, unique_email};
-
-/// Renames an account through UpdateAccount (no etag).
-async fn rename(app: &TestApp, account_id: &str, name: &str) -> Result<pb::Account, tonic::Status> {
-    app.accounts
-        .clone()
-        .update_account(pb::UpdateAccountRequest {
-            account_id: account_id.into(),
-            account: Some(pb::Account {
-                name: name.into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["name".into()],
-            }),
-            etag: String::new(),
-        })
-        .await
-        .map(|r| r.into_inner().account.expect("an account"))
-}
+use crate::helpers::{Backend, spawn_app, unique_email};
 
 fn terminate_request(customer_id: &str) -> pb::UpdateCustomerRequest {
     pb::UpdateCustomerRequest {
@@ -106,9 +87,13 @@ async fn a_cascade_that_took_its_id_first_but_committed_last_is_numbered_after(b
     });
     // The cascade now holds the customer row (and its transaction id) in the trigger.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let renamed = rename(&app, &account.uuid, "renamed while the cascade waited")
-        .await
-        .expect("rename");
+    let renamed = accounts::rename(
+        app.accounts.clone(),
+        account.uuid.clone(),
+        "renamed while the cascade waited",
+    )
+    .await
+    .expect("rename");
     let terminated = cascade.await.expect("join").expect("terminate");
     assert_eq!(
         terminated.into_inner().customer.expect("customer").status,
