@@ -46,8 +46,11 @@ fn terminate_request(customer_id: &str) -> pb::UpdateCustomerRequest {
     }
 }
 
-/// Each account's events in log order: (sequence, type, revision, status, name).
-fn account_histories(log: &[Event]) -> HashMap<String, Vec<(i64, String, i64, String, String)>> {
+/// One account event: (sequence, type, revision, status, name).
+type AccountStep = (i64, String, i64, String, String);
+
+/// Each account's events in log order.
+fn account_histories(log: &[Event]) -> HashMap<String, Vec<AccountStep>> {
     let mut histories: HashMap<String, Vec<_>> = HashMap::new();
     for event in log {
         if let EventResource::Account(account) = &event.resource {
