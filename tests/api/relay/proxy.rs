@@ -29,13 +29,21 @@ pub struct Proxy {
 
 struct Shared {
     upstream: SocketAddr,
-    black_holed: watch::Sender<bool>,
+    black_holed: watch::Sender<BlackHoled>,
     /// Bumped by each cut; a connection opened before it ends and writes nothing more.
     cuts: watch::Sender<u64>,
     /// Armed: publishes still to pass before every connection is cut.
     cut_after: Mutex<Option<u64>>,
     held_publishes: AtomicU64,
-    open: AtomicU64,
+    /// Bytes held now, on all connections.
+    held_bytes: AtomicU64,
+}
+
+/// Which way the black hole swallows.
+#[derive(Clone, Copy, Default)]
+struct BlackHoled {
+    to_server: bool,
+    to_client: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,11 +58,11 @@ impl Proxy {
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
-            black_holed: watch::channel(false).0,
+            black_holed: watch::channel(BlackHoled::default()).0,
             cuts: watch::channel(0).0,
             cut_after: Mutex::new(None),
             held_publishes: AtomicU64::new(0),
-            open: AtomicU64::new(0),
+            held_bytes: AtomicU64::new(0),
         });
         let accepting = tokio::spawn({
             let shared = shared.clone();
@@ -86,12 +94,24 @@ impl Proxy {
 
     /// Stops forwarding on every connection, open or new, without closing any.
     pub fn black_hole(&self) {
-        self.shared.black_holed.send_replace(true);
+        self.shared.black_holed.send_replace(BlackHoled {
+            to_server: true,
+            to_client: true,
+        });
+    }
+
+    /// Stops forwarding what clients send, open connections or new, closing none; the
+    /// server's answers to what it already took still come through.
+    pub fn black_hole_towards_server(&self) {
+        self.shared.black_holed.send_replace(BlackHoled {
+            to_server: true,
+            to_client: false,
+        });
     }
 
     /// Forwards again, first everything held.
     pub fn restore(&self) {
-        self.shared.black_holed.send_replace(false);
+        self.shared.black_holed.send_replace(BlackHoled::default());
     }
 
     /// Once a connection passes a publish, its acks are held back; after `publishes`
@@ -105,8 +125,9 @@ impl Proxy {
         self.shared.held_publishes.load(Ordering::Relaxed)
     }
 
-    pub fn open_connections(&self) -> u64 {
-        self.shared.open.load(Ordering::Relaxed)
+    /// Bytes held now: what the black hole has not delivered yet.
+    pub fn held_bytes(&self) -> u64 {
+        self.shared.held_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -140,7 +161,6 @@ async fn connection(shared: Arc<Shared>, client: TcpStream) {
     let Ok(server) = TcpStream::connect(shared.upstream).await else {
         return;
     };
-    shared.open.fetch_add(1, Ordering::Relaxed);
     let (from_client, to_client) = client.into_split();
     let (from_server, to_server) = server.into_split();
     let acks_held = Arc::new(AtomicBool::new(false));
@@ -154,7 +174,6 @@ async fn connection(shared: Arc<Shared>, client: TcpStream) {
         } => {}
         _ = cuts.wait_for(|cuts| *cuts != generation) => {}
     }
-    shared.open.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Copies one direction, frame by frame towards the server (so a cut or a count falls
@@ -169,15 +188,21 @@ async fn pump(
 ) {
     let mut black_holed = shared.black_holed.subscribe();
     let mut frames = Frames::default();
-    let mut held: Vec<u8> = Vec::new();
+    let mut held = Held {
+        bytes: Vec::new(),
+        counted: &shared.held_bytes,
+    };
     let mut buffer = vec![0u8; 64 * 1024];
     let mut ended = false;
     loop {
         let cut = || *shared.cuts.borrow() != generation;
-        let holding = *black_holed.borrow_and_update()
-            || (direction == Direction::ToClient && acks_held.load(Ordering::Relaxed));
-        if !holding && !held.is_empty() {
-            if cut() || to.write_all(&held).await.is_err() {
+        let swallowed = *black_holed.borrow_and_update();
+        let holding = match direction {
+            Direction::ToServer => swallowed.to_server,
+            Direction::ToClient => swallowed.to_client || acks_held.load(Ordering::Relaxed),
+        };
+        if !holding && !held.bytes.is_empty() {
+            if cut() || to.write_all(&held.bytes).await.is_err() {
                 return;
             }
             held.clear();
@@ -190,16 +215,16 @@ async fn pump(
             read = from.read(&mut buffer), if !ended => match read {
                 Ok(0) | Err(_) => ended = true,
                 Ok(read) if direction == Direction::ToClient => {
-                    held.extend_from_slice(&buffer[..read]);
+                    held.extend(&buffer[..read]);
                 }
                 Ok(read) => {
                     frames.push(&buffer[..read]);
                     while let Some((frame, publish)) = frames.next() {
-                        if *black_holed.borrow() {
+                        if black_holed.borrow().to_server {
                             if publish {
                                 shared.held_publishes.fetch_add(1, Ordering::Relaxed);
                             }
-                            held.extend_from_slice(&frame);
+                            held.extend(&frame);
                             continue;
                         }
                         let cut_now = if publish {
@@ -211,9 +236,9 @@ async fn pump(
                         } else {
                             false
                         };
-                        held.extend_from_slice(&frame);
+                        held.extend(&frame);
                         if cut_now {
-                            if !cut() && to.write_all(&held).await.is_ok() {
+                            if !cut() && to.write_all(&held.bytes).await.is_ok() {
                                 let _ = to.flush().await;
                             }
                             shared.cut();
@@ -228,6 +253,32 @@ async fn pump(
                 }
             }
         }
+    }
+}
+
+/// Bytes a pump has not forwarded yet, counted in `counted` while it holds them.
+struct Held<'a> {
+    bytes: Vec<u8>,
+    counted: &'a AtomicU64,
+}
+
+impl Held<'_> {
+    fn extend(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.counted
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+
+    fn clear(&mut self) {
+        self.counted
+            .fetch_sub(self.bytes.len() as u64, Ordering::Relaxed);
+        self.bytes.clear();
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
