@@ -16,6 +16,7 @@ mod m20261201_000010_add_throttle_attempt_times;
 mod m20261206_000030_create_relay_state;
 mod m20261207_000031_create_pending_events;
 mod m20261208_000032_index_pending_events_by_transaction;
+mod m20261210_000033_add_relay_stream_sequence;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000030_create_relay_state::Migration),
             Box::new(m20261207_000031_create_pending_events::Migration),
             Box::new(m20261208_000032_index_pending_events_by_transaction::Migration),
+            Box::new(m20261210_000033_add_relay_stream_sequence::Migration),
         ]
     }
 }

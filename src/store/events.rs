@@ -226,12 +226,7 @@ impl Store {
     pub async fn prune_events(&self, retention: Duration) -> Result<u64> {
         let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
         let tx = self.begin().await?;
-        let database_now = match self.backend() {
-            sea_orm::DbBackend::Postgres => {
-                "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
-            }
-            _ => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
-        };
+        let database_now = self.database_now();
         let newest_old = tx
             .txn()
             .query_one_raw(Statement::from_sql_and_values(

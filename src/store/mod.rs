@@ -54,6 +54,7 @@ pub use accounts::AccountOwner;
 pub use customers::CustomerOwner;
 pub use invitations::{Acceptor, Created as CreatedInvitation};
 pub use members::MemberRef;
+pub use relay::RelayPosition;
 pub use throttle::{Attempt, ThrottlePolicy};
 pub use users::Credentials;
 
@@ -471,6 +472,15 @@ impl Store {
 
     pub(crate) fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// An SQL expression for now on the database's clock, in microseconds since the
+    /// epoch: the one clock every instance shares (theirs may disagree).
+    pub(crate) fn database_now(&self) -> &'static str {
+        match self.backend() {
+            DbBackend::Postgres => "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+            _ => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+        }
     }
 
     /// The pool's connections now, for the metrics.

@@ -1,6 +1,11 @@
 //! The NATS JetStream relay (issue 18), against a real `nats-server` that each test
 //! starts on a loopback port of its own (so it can stop and restart it). Skipped with
-//! a notice where `nats-server` is missing, unless `TENANCY_REQUIRE_NATS=1`.
+//! a notice where `nats-server` is missing, unless `TENANCY_REQUIRE_NATS=1`. Faults
+//! between the relay and the broker (cut and black-holed connections, a lease lost with
+//! publishes queued, purged and expired streams) are in `relay/faults.rs`.
+
+mod faults;
+mod proxy;
 
 use std::{
     net::SocketAddr,
@@ -97,14 +102,29 @@ impl Nats {
         }
     }
 
-    async fn stream(&self) -> async_nats::jetstream::stream::Stream {
+    async fn jetstream(&self) -> async_nats::jetstream::Context {
         let client = async_nats::connect(self.url())
             .await
             .expect("connect to NATS");
         async_nats::jetstream::new(client)
+    }
+
+    async fn stream(&self) -> async_nats::jetstream::stream::Stream {
+        self.jetstream()
+            .await
             .get_stream(STREAM)
             .await
             .expect("the relay created the stream")
+    }
+
+    /// The stream's state, or `None` while it cannot be read (not created yet).
+    async fn state(&self) -> Option<async_nats::jetstream::stream::State> {
+        let client = async_nats::connect(self.url()).await.ok()?;
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream(STREAM)
+            .await
+            .ok()?;
+        Some(stream.info().await.ok()?.state.clone())
     }
 }
 
@@ -115,8 +135,12 @@ impl Drop for Nats {
 }
 
 fn relay_args(nats: &Nats) -> ServeArgs {
+    relay_args_to(nats.url())
+}
+
+fn relay_args_to(url: String) -> ServeArgs {
     let mut serve = test_serve_args();
-    serve.events_nats_url = Some(nats.url());
+    serve.events_nats_url = Some(url);
     serve
 }
 
@@ -125,12 +149,13 @@ async fn log_head(app: &TestApp) -> i64 {
     app.log_bounds().await.expect("bounds").1
 }
 
-/// Every message of the stream in stream order: (Nats-Msg-Id, subject, decoded event).
-async fn stream_contents(nats: &Nats) -> Vec<(i64, String, pb::Event)> {
+/// The messages of the stream from stream sequence `from` to its last, in stream
+/// order: (stream sequence, Nats-Msg-Id, subject, decoded event).
+async fn stream_contents(nats: &Nats, from: u64) -> Vec<(u64, i64, String, pb::Event)> {
     let mut stream = nats.stream().await;
     let last = stream.info().await.expect("info").state.last_sequence;
     let mut messages = Vec::new();
-    for sequence in 1..=last {
+    for sequence in from..=last {
         let message = stream.get_raw_message(sequence).await.expect("message");
         let id = message
             .headers
@@ -140,7 +165,7 @@ async fn stream_contents(nats: &Nats) -> Vec<(i64, String, pb::Event)> {
             .parse()
             .expect("a sequence");
         let event = pb::Event::decode(message.payload).expect("a tenancy.v1.Event");
-        messages.push((id, message.subject.to_string(), event));
+        messages.push((sequence, id, message.subject.to_string(), event));
     }
     messages
 }
@@ -148,26 +173,45 @@ async fn stream_contents(nats: &Nats) -> Vec<(i64, String, pb::Event)> {
 /// Waits until the stream holds the whole log, then checks it is exactly the log:
 /// same sequences in order, no gap, no duplicate, subjects and types matching.
 async fn assert_stream_equals_log(nats: &Nats, app: &TestApp, within: Duration) {
+    assert_stream_holds_log_from(nats, app, 1, within).await;
+}
+
+/// Waits until the stream has taken the whole log, then checks that it took each event
+/// once, in order, with no gap (its last stream sequence is the log's head), and that
+/// the messages it keeps start at stream sequence `first_kept` and are exactly the
+/// log's events there: message id = stream sequence = event sequence, subjects and
+/// types matching. (Every stream here starts with the log, so a message's stream
+/// sequence is its event's.)
+async fn assert_stream_holds_log_from(
+    nats: &Nats,
+    app: &TestApp,
+    first_kept: u64,
+    within: Duration,
+) {
     let head = log_head(app).await;
     eventually(within, || async move {
-        match async_nats::connect(nats.url()).await {
-            Ok(client) => match async_nats::jetstream::new(client).get_stream(STREAM).await {
-                Ok(mut stream) => stream
-                    .info()
-                    .await
-                    .map(|info| info.state.messages >= head as u64)
-                    .unwrap_or(false),
-                Err(_) => false,
-            },
-            Err(_) => false,
-        }
+        nats.state()
+            .await
+            .is_some_and(|state| state.last_sequence >= head as u64)
     })
     .await;
-    let log = app.log_after(0, 100_000).await.expect("the log");
-    let contents = stream_contents(nats).await;
+    let state = nats.state().await.expect("the stream's state");
+    assert_eq!(state.last_sequence, head as u64, "one message per event");
+    if first_kept > 1 {
+        assert_eq!(
+            state.first_sequence, first_kept,
+            "the stream keeps what it kept"
+        );
+    }
+    let log = app
+        .log_after(first_kept as i64 - 1, 100_000)
+        .await
+        .expect("the log");
+    let contents = stream_contents(nats, first_kept).await;
     assert_eq!(contents.len(), log.len(), "one message per event");
-    for ((id, subject, event), logged) in contents.iter().zip(&log) {
+    for ((at, id, subject, event), logged) in contents.iter().zip(&log) {
         assert_eq!(*id, logged.sequence, "in sequence order, no gap");
+        assert_eq!(*at, logged.sequence as u64, "no message before it twice");
         assert_eq!(event.sequence, logged.sequence);
         assert_eq!(event.r#type, logged.kind);
         assert_eq!(*subject, format!("tenancy.events.{}", logged.kind));
