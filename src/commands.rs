@@ -1,8 +1,8 @@
-//! The subcommands besides `serve`: `migrate` and `keys`.
+//! The subcommands besides `serve`: `migrate`, `keys` and `signing-keys`.
 
 use crate::{
-    app::api_keys,
-    config::{CommonArgs, KeysCommand},
+    app::{api_keys, sessions},
+    config::{CommonArgs, KeysCommand, SigningKeysArgs, SigningKeysCommand},
     startup::StartupError,
     store::Store,
 };
@@ -55,6 +55,49 @@ pub async fn keys(common: &CommonArgs, command: &KeysCommand) -> Result<(), Star
         KeysCommand::Revoke { id } => {
             let key = api_keys::revoke_key(&store, id).await?;
             println!("revoked key {} ({})", key.id, key.name);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `tenancy signing-keys rotate|list`.
+pub async fn signing_keys(common: &CommonArgs, args: &SigningKeysArgs) -> Result<(), StartupError> {
+    let store = Store::connect(&common.database()).await?;
+    store.migrate().await?;
+    let master = crate::startup::load_master_key(store.sqlite_file(), &args.master_key)?;
+    let time = |time: chrono::DateTime<chrono::Utc>| {
+        time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    match &args.command {
+        SigningKeysCommand::Rotate {
+            access_token_minutes,
+        } => {
+            let ahead = std::time::Duration::from_secs(access_token_minutes * 60);
+            match sessions::rotate_signing_keys(&store, &master, ahead).await? {
+                Some(kid) => println!(
+                    "added signing key {kid}: published now, it signs in {access_token_minutes} minutes, \
+                     and the current key retires then"
+                ),
+                None => println!("a successor key is already pending; nothing added"),
+            }
+        }
+        SigningKeysCommand::List => {
+            println!(
+                "{:<43}  {:<10}  {:<20}  {:<20}  {:<20}  PUBLISHED UNTIL",
+                "KID", "STATE", "CREATED", "SIGNS FROM", "RETIRED"
+            );
+            for key in sessions::list_signing_keys(&store, &master).await? {
+                println!(
+                    "{:<43}  {:<10}  {:<20}  {:<20}  {:<20}  {}",
+                    key.kid,
+                    key.state,
+                    time(key.created_at),
+                    time(key.signs_from),
+                    key.retired_at.map(time).unwrap_or_else(|| "-".into()),
+                    key.published_until.map(time).unwrap_or_else(|| "-".into()),
+                );
+            }
         }
     }
     store.close().await;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{
     app::EventSettings,
     cache::CacheSettings,
+    domain::session::Lifetimes,
     grpc::request_limits::RequestLimits,
     hashing::{Argon2Settings, HashingGate},
     store::{ConnectionLimits, DatabaseSettings, ThrottlePolicy},
@@ -36,6 +37,33 @@ pub enum Command {
     /// Manage API keys in the database that DATABASE_URL names.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the keys that sign access tokens, in the database that DATABASE_URL
+    /// names (the master key must be the server's).
+    SigningKeys(SigningKeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SigningKeysArgs {
+    #[command(flatten)]
+    pub master_key: MasterKeyArgs,
+    #[command(subcommand)]
+    pub command: SigningKeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeysCommand {
+    /// Add a successor key now: published at once, it signs one access-token lifetime
+    /// later, and the current key is retired then (it stays published until the last
+    /// token it signed expired).
+    Rotate {
+        /// Minutes the new key is published before it signs: the longest access-token
+        /// lifetime of the servers (`--access-token-minutes`).
+        #[arg(long, env = "TENANCY_ACCESS_TOKEN_MINUTES", default_value_t = 5,
+              value_parser = clap::value_parser!(u64).range(1..=60))]
+        access_token_minutes: u64,
+    },
+    /// List the keys: id, when each signs, retires and leaves the JWKS.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +84,26 @@ pub enum KeysCommand {
         /// The key's id, as `keys list` shows it.
         id: String,
     },
+}
+
+/// Where the master key comes from: it encrypts the signing keys (and TOTP secrets)
+/// stored in the database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MasterKeyArgs {
+    /// The master key: base64 of 32 random bytes (`openssl rand -base64 32`). Prefer
+    /// the environment variable or a file: flags show in process lists. On the
+    /// embedded SQLite default without one, a key is made on first start in a 0600 file
+    /// beside the database.
+    #[arg(
+        long = "master-key",
+        env = "TENANCY_MASTER_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub key: Option<String>,
+    /// A file holding the master key (base64 of 32 random bytes).
+    #[arg(long = "master-key-file", env = "TENANCY_MASTER_KEY_FILE")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -262,6 +310,36 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_INVITATION_TTL_HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub invitation_ttl_hours: u64,
+    #[command(flatten)]
+    pub master_key: MasterKeyArgs,
+    /// Minutes an access token (a session's JWT) is valid: 1 to 60.
+    #[arg(long, env = "TENANCY_ACCESS_TOKEN_MINUTES", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub access_token_minutes: u64,
+    /// Seconds a session may go unrefreshed before it ends (default 7 days).
+    #[arg(long, env = "TENANCY_SESSION_IDLE_SECONDS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_seconds: u64,
+    /// Seconds after its sign-in a session ends however it is used (default 30 days).
+    #[arg(long, env = "TENANCY_SESSION_LIFETIME_SECONDS", default_value_t = 30 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_lifetime_seconds: u64,
+    /// The `iss` claim of access tokens; verifiers check it.
+    #[arg(long, env = "TENANCY_TOKEN_ISSUER", default_value = "tenancy")]
+    pub token_issuer: String,
+    /// The `aud` claim of access tokens (repeat the flag, or separate with commas in
+    /// the variable, for several); verifiers check theirs is among them.
+    #[arg(
+        long = "token-audience",
+        env = "TENANCY_TOKEN_AUDIENCE",
+        value_delimiter = ',',
+        default_value = "tenancy"
+    )]
+    pub token_audiences: Vec<String>,
+    /// Days a signing key signs before a successor takes over (published an access-token
+    /// lifetime before it signs); 0 turns automatic rotation off.
+    #[arg(long, env = "TENANCY_SIGNING_KEY_ROTATION_DAYS", default_value_t = 30)]
+    pub signing_key_rotation_days: u64,
     /// Address to serve Prometheus metrics on, at `/metrics` (no API key; nothing else
     /// is served there), e.g. `0.0.0.0:9090`. Off when unset.
     #[arg(long, env = "TENANCY_METRICS_LISTEN")]
@@ -412,6 +490,27 @@ impl ServeArgs {
             subject_prefix: prefix.clone(),
             duplicate_window: Duration::from_secs(self.events_nats_duplicate_window),
         }))
+    }
+
+    /// What access tokens say and how their keys rotate.
+    pub fn token_settings(&self) -> crate::app::sessions::TokenSettings {
+        crate::app::sessions::TokenSettings {
+            issuer: self.token_issuer.clone(),
+            audiences: self.token_audiences.clone(),
+            lifetimes: self.session_lifetimes(),
+            rotation_period: (self.signing_key_rotation_days > 0).then(|| {
+                Duration::from_secs(self.signing_key_rotation_days.saturating_mul(24 * 3600))
+            }),
+        }
+    }
+
+    /// How long sessions and their access tokens live.
+    pub fn session_lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            access_token: Duration::from_secs(self.access_token_minutes.clamp(1, 60) * 60),
+            idle: Duration::from_secs(self.session_idle_seconds.max(1)),
+            absolute: Duration::from_secs(self.session_lifetime_seconds.max(1)),
+        }
     }
 
     pub fn invitation_ttl(&self) -> Duration {

@@ -12,6 +12,10 @@
 //! - [`store`] (sea-orm only here): one method per atomic use case, one transaction
 //!   each, which also appends the change's event to the log.
 //!
+//! - [`signing`] (no tonic, no sea-orm): master key, Ed25519 key ring, access tokens, JWKS.
+//!
+//! - [`http`]: plain HTTP on the gRPC port (the JWKS document).
+//!
 //! - [`cache`]: answers of the hot reads and the live API keys, kept in memory and
 //!   dropped by the changes that touch them (this process's on commit, others' through
 //!   the event feed), never served older than their staleness bound.
@@ -32,8 +36,10 @@ pub mod deadline;
 pub mod domain;
 pub mod grpc;
 pub mod hashing;
+pub mod http;
 pub mod metrics;
 pub mod relay;
+pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -66,6 +66,7 @@ async fn run() -> std::process::ExitCode {
         },
         Command::Migrate => commands::migrate(&cli.common).await,
         Command::Keys(command) => commands::keys(&cli.common, command).await,
+        Command::SigningKeys(args) => commands::signing_keys(&cli.common, args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,8 +9,8 @@ use tokio::{
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    app::{App, AppSettings, api_keys::bootstrap_admin_key},
-    config::ServeArgs,
+    app::{App, AppSettings, api_keys::bootstrap_admin_key, sessions::Signing},
+    config::{MasterKeyArgs, ServeArgs},
     grpc::{
         self, auth::AuthLayer, input::InputCheckLayer, pb, request_limits::RequestLimitsLayer,
         request_log::RequestLogLayer,
@@ -18,19 +18,60 @@ use crate::{
     hashing::PasswordHasher,
     metrics::{self, Metrics},
     relay::{self, RelayStatus},
+    signing::{MasterKey, MasterKeyOrigin, MasterKeySources},
     store::{DatabaseSettings, Store, ThrottlePolicy},
 };
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Names health reports a status for; "" is the server as a whole.
-const HEALTH_SERVICES: [&str; 5] = [
+const HEALTH_SERVICES: [&str; 6] = [
     "",
     "tenancy.v1.CustomerService",
     "tenancy.v1.AccountService",
     "tenancy.v1.UserService",
     "tenancy.v1.EventService",
+    "tenancy.v1.SessionService",
 ];
+
+/// The master key (`TENANCY_MASTER_KEY` or `--master-key-file`); on a SQLite database
+/// without either, one made on first start in a 0600 file beside the database. Where it
+/// came from is logged, never the key.
+pub fn load_master_key(
+    sqlite_file: Option<&std::path::Path>,
+    args: &MasterKeyArgs,
+) -> Result<MasterKey, StartupError> {
+    let generate_in = sqlite_file.map(|file| match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    });
+    let (key, origin) = MasterKey::load(&MasterKeySources {
+        env: args.key.as_deref(),
+        file: args.file.as_deref(),
+        generate_in: generate_in.as_deref(),
+    })?;
+    match origin {
+        MasterKeyOrigin::Environment => tracing::info!("master key from TENANCY_MASTER_KEY"),
+        MasterKeyOrigin::File(path) => {
+            tracing::info!(path = %path.display(), "master key from its file")
+        }
+        MasterKeyOrigin::Generated {
+            path,
+            created: true,
+        } => tracing::warn!(
+            path = %path.display(),
+            "no master key was given: one was made in this file (mode 0600); keep it with \
+             the database, which cannot issue tokens without it"
+        ),
+        MasterKeyOrigin::Generated {
+            path,
+            created: false,
+        } => {
+            tracing::info!(path = %path.display(), "master key from the file made on first start")
+        }
+    }
+    Ok(key)
+}
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     for service in HEALTH_SERVICES {
@@ -125,9 +166,12 @@ async fn serve_on(
     let (shutting_down, shutting_down_rx) = watch::channel(false);
     // PostgreSQL: one process across the instances numbers the events.
     tokio::spawn(store.clone().run_sequencer(shutting_down_rx.clone()));
+    let master_key = load_master_key(store.sqlite_file(), &serve.master_key)?;
+    let signing = Signing::start(&store, master_key, serve.token_settings()).await?;
     let app = App::new(
         store.clone(),
         hasher,
+        signing,
         AppSettings {
             throttle,
             events: serve.events(),
@@ -252,6 +296,12 @@ async fn serve_on(
         .add_service(
             pb::event_service_server::EventServiceServer::new(grpc::EventApi::new(app.clone()))
                 .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::session_service_server::SessionServiceServer::new(grpc::sessions::SessionApi::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max_request),
         );
     let grpc_stack = tower::ServiceBuilder::new()
         .map_response(|response: http::Response<_>| response.map(tonic::body::Body::new))
@@ -264,7 +314,7 @@ async fn serve_on(
         .service(routes);
     let service = grpc::server::by_content_type(
         grpc::server::boxed(grpc_stack),
-        grpc::server::no_http_routes(),
+        crate::http::routes(app.clone()),
     );
     let server = grpc::server::serve(listener, listen, tls, service, signal);
     let grace = Duration::from_secs(serve.shutdown_grace);

@@ -17,6 +17,8 @@ mod m20261206_000030_create_relay_state;
 mod m20261207_000031_create_pending_events;
 mod m20261208_000032_index_pending_events_by_transaction;
 mod m20261210_000033_add_relay_stream_sequence;
+mod m20261210_000034_create_sessions;
+mod m20261210_000035_create_signing_keys;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -35,6 +37,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000031_create_pending_events::Migration),
             Box::new(m20261208_000032_index_pending_events_by_transaction::Migration),
             Box::new(m20261210_000033_add_relay_stream_sequence::Migration),
+            Box::new(m20261210_000034_create_sessions::Migration),
+            Box::new(m20261210_000035_create_signing_keys::Migration),
         ]
     }
 }

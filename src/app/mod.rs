@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod customers;
 mod events;
 pub mod members;
+pub mod sessions;
 pub mod users;
 
 use std::{sync::Arc, time::Duration};
@@ -57,6 +58,7 @@ pub struct App {
     events: events::EventFeed,
     caches: Arc<Caches>,
     sign_ins: Arc<SignInCounters>,
+    signing: Arc<sessions::Signing>,
 }
 
 /// What the sign-in throttle did, since start.
@@ -104,6 +106,7 @@ impl App {
     pub async fn new(
         store: Store,
         hasher: PasswordHasher,
+        signing: sessions::Signing,
         settings: AppSettings,
         shutting_down: watch::Receiver<bool>,
     ) -> Result<App> {
@@ -142,6 +145,12 @@ impl App {
             shutting_down.clone(),
         ));
         tokio::spawn(log_cache_stats(caches.clone(), shutting_down.clone()));
+        let signing = Arc::new(signing);
+        tokio::spawn(sessions::refresh_ring(
+            store.clone(),
+            signing.clone(),
+            shutting_down.clone(),
+        ));
         Ok(App {
             store,
             hasher,
@@ -153,6 +162,7 @@ impl App {
             events,
             caches,
             sign_ins: Arc::default(),
+            signing,
         })
     }
 

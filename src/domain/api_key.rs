@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use super::id::Id;
 
 /// Every scope a key can hold; `admin` implies all others.
-pub const SCOPES: [&str; 14] = [
+pub const SCOPES: [&str; 16] = [
     "customers.read",
     "customers.write",
     "customers.delete",
@@ -22,6 +22,8 @@ pub const SCOPES: [&str; 14] = [
     "memberships.transfer",
     "invitations.accept",
     "events.read",
+    "sessions.create",
+    "sessions.manage",
     "admin",
 ];
 

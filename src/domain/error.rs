@@ -52,6 +52,10 @@ pub enum Error {
     /// The caller could not be identified (bad key, wrong password, ...).
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A refresh token that was already redeemed was presented again: its session is
+    /// now revoked (the token was likely stolen).
+    #[error("the refresh token was already used; its session is revoked")]
+    RefreshTokenReused,
     /// The caller is identified but may not do this.
     #[error("{0}")]
     PermissionDenied(String),

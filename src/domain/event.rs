@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     account::Account, customer::Customer, id::Id, invitation::Invitation, membership::Membership,
-    user::User,
+    session::Session, user::User,
 };
 
 /// The resource as it is after the change. Holds no secret, token or hash.
@@ -18,6 +18,8 @@ pub enum EventResource {
     Invitation(Invitation),
     User(User),
     Membership(Membership),
+    /// Never carries a token.
+    Session(Session),
 }
 
 /// An event to append; the store assigns the sequence and the time.
@@ -78,9 +80,10 @@ impl EventResource {
                 vec![membership.user_id, target]
             }
             EventResource::Account(account) => vec![account.customer_id],
-            EventResource::Customer(_) | EventResource::Invitation(_) | EventResource::User(_) => {
-                Vec::new()
-            }
+            EventResource::Customer(_)
+            | EventResource::Invitation(_)
+            | EventResource::User(_)
+            | EventResource::Session(_) => Vec::new(),
         }
     }
 }

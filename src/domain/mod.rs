@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod page;
 pub mod password;
 pub mod refusals;
+pub mod session;
 pub mod user;
 pub mod violations;
 

@@ -35,7 +35,10 @@ pub enum Access {
 
 /// The scope each RPC needs.
 pub fn required_access(path: &str) -> Access {
-    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+    if path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.")
+        || path == "/tenancy.v1.SessionService/GetJwks"
+    {
         return Access::Public;
     }
     let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
@@ -88,6 +91,11 @@ pub fn required_access(path: &str) -> Access {
         // be able to add or remove members, as `memberships.write` could.
         ("tenancy.v1.UserService", "AcceptInvitation") => "invitations.accept",
         ("tenancy.v1.EventService", "StreamEvents" | "GetEventLog") => "events.read",
+        // The sign-in front end: it signs users in and refreshes their sessions.
+        ("tenancy.v1.SessionService", "CreateSession" | "RefreshSession") => "sessions.create",
+        ("tenancy.v1.SessionService", "RevokeSession" | "ListSessions" | "RevokeUserSessions") => {
+            "sessions.manage"
+        }
         _ => return Access::AnyKey,
     };
     Access::Scope(scope)
@@ -216,6 +224,20 @@ mod tests {
             required_access("/tenancy.v1.UserService/Nope"),
             Access::AnyKey
         );
+        assert_eq!(
+            required_access("/tenancy.v1.SessionService/CreateSession"),
+            Access::Scope("sessions.create")
+        );
+        assert_eq!(
+            required_access("/tenancy.v1.SessionService/RefreshSession"),
+            Access::Scope("sessions.create")
+        );
+        for method in ["RevokeSession", "ListSessions", "RevokeUserSessions"] {
+            assert_eq!(
+                required_access(&format!("/tenancy.v1.SessionService/{method}")),
+                Access::Scope("sessions.manage")
+            );
+        }
     }
 
     #[test]
@@ -228,16 +250,21 @@ mod tests {
             for service in &file.service {
                 for method in &service.method {
                     let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
-                    assert!(
-                        matches!(required_access(&path), Access::Scope(_)),
-                        "{path} has no scope"
-                    );
+                    // The one public RPC: the keys that verify access tokens.
+                    if path == "/tenancy.v1.SessionService/GetJwks" {
+                        assert_eq!(required_access(&path), Access::Public);
+                    } else {
+                        assert!(
+                            matches!(required_access(&path), Access::Scope(_)),
+                            "{path} has no scope"
+                        );
+                    }
                     checked += 1;
                 }
             }
         }
-        // 13 customer, 14 account, 11 user and 2 event RPCs (SPEC section 10).
-        assert_eq!(checked, 40);
+        // 13 customer, 14 account, 11 user, 2 event and 6 session RPCs (SPEC §10, §11).
+        assert_eq!(checked, 46);
     }
 
     #[test]

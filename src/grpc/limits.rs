@@ -55,8 +55,14 @@ pub const PADDING: usize = 64;
 pub const FALLBACK: usize = 1024;
 
 /// Fields the edge leaves to their handler. A sign-in email that can never be valid is
-/// a failed sign-in like any other (one uniform answer), not INVALID_ARGUMENT.
-pub const CHECKED_BY_HANDLER: &[&str] = &["tenancy.v1.AuthenticateUserRequest.email"];
+/// a failed sign-in like any other (one uniform answer), not INVALID_ARGUMENT; so is a
+/// refresh token that can never be valid (malformed, oversized, with NUL): one
+/// UNAUTHENTICATED for every token that does not redeem.
+pub const CHECKED_BY_HANDLER: &[&str] = &[
+    "tenancy.v1.AuthenticateUserRequest.email",
+    "tenancy.v1.CreateSessionRequest.email",
+    "tenancy.v1.RefreshSessionRequest.refresh_token",
+];
 
 /// Every string field a request can carry, and its limit.
 pub const TABLE: &[(&str, usize)] = &[
@@ -259,6 +265,16 @@ pub const TABLE: &[(&str, usize)] = &[
     ("tenancy.v1.User.last_name", NAME),
     ("tenancy.v1.User.ulid", ID),
     ("tenancy.v1.User.uuid", ID),
+    ("tenancy.v1.CreateSessionRequest.customer_id", ID),
+    ("tenancy.v1.CreateSessionRequest.email", EMAIL),
+    ("tenancy.v1.CreateSessionRequest.password", PASSWORD),
+    ("tenancy.v1.CreateSessionRequest.totp_code", SHORT_CODE),
+    ("tenancy.v1.ListSessionsRequest.page_token", PAGE_TOKEN),
+    ("tenancy.v1.ListSessionsRequest.user_id", ID),
+    ("tenancy.v1.RefreshSessionRequest.customer_id", ID),
+    ("tenancy.v1.RefreshSessionRequest.refresh_token", TOKEN),
+    ("tenancy.v1.RevokeSessionRequest.session_id", ID),
+    ("tenancy.v1.RevokeUserSessionsRequest.user_id", ID),
 ];
 
 /// The limit of the string field `full_name` (`tenancy.v1.Address.city`).

@@ -16,6 +16,7 @@ pub mod request_limits;
 pub mod request_log;
 pub mod rpc_metrics;
 pub mod server;
+pub mod sessions;
 pub mod status;
 pub mod traces;
 mod users;

@@ -228,23 +228,6 @@ impl Connection {
     }
 }
 
-/// The HTTP side while it has no route: 404 for any request that is not gRPC.
-pub fn no_http_routes() -> HttpService {
-    BoxCloneService::new(tower::service_fn(|_request: Request<Body>| async {
-        let mut response = Response::new(Body::new(http_body_util::Full::new(
-            bytes::Bytes::from_static(
-                br#"{"error":{"code":404,"message":"no such route; this port serves gRPC","status":"NOT_FOUND"}}"#,
-            ),
-        )));
-        *response.status_mut() = http::StatusCode::NOT_FOUND;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(response)
-    }))
-}
-
 /// The address a request came from, in its extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddress(pub SocketAddr);

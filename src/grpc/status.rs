@@ -83,6 +83,16 @@ impl From<Error> for Status {
                 },
             ),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
+            Error::RefreshTokenReused => Status::with_error_details(
+                Code::Unauthenticated,
+                "the refresh token was already used, so it may have been stolen: its \
+                 session is revoked; sign in again",
+                ErrorDetails::with_error_info(
+                    "REFRESH_TOKEN_REUSED",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::ResourceExhausted(message) => Status::with_error_details(
                 Code::ResourceExhausted,

@@ -8,11 +8,13 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use super::sessions::SessionsOf;
 use super::{
     Store, WriteTx, db_error,
     entities::{customer, membership, user},
     is_unique_violation, now, rows, to_micros,
 };
+use crate::domain::session::RevokeReason;
 use crate::domain::{
     Error, Result,
     customer::{
@@ -608,14 +610,26 @@ impl Store {
         }
         let entered_termination = current.status != CustomerStatus::Terminated
             && next.status == CustomerStatus::Terminated;
-        if entered_termination {
-            self.deactivate_customer_members(&mut tx, next.id).await?;
-        }
         let kind = if current.status != next.status {
             "customer.status_changed"
         } else {
             "customer.updated"
         };
+        // Sessions acting in the customer end with it, before the cascade, so they
+        // carry the customer's reason rather than their memberships'.
+        let ends_sessions = match next.status {
+            _ if current.status == next.status => None,
+            CustomerStatus::Inactive => Some(RevokeReason::CustomerInactive),
+            CustomerStatus::Terminated => Some(RevokeReason::CustomerTerminated),
+            _ => None,
+        };
+        if let Some(reason) = ends_sessions {
+            self.revoke_sessions_in(&mut tx, SessionsOf::Customer(next.id), reason)
+                .await?;
+        }
+        if entered_termination {
+            self.deactivate_customer_members(&mut tx, next.id).await?;
+        }
         self.customer_event(&mut tx, kind, &next).await?;
         self.commit(tx).await?;
         Ok(Attempt::Done(next))
@@ -672,6 +686,17 @@ impl Store {
             membership.revision += 1;
             self.membership_event(tx, "membership.updated", &membership, customer_id)
                 .await?;
+            if let MembershipTarget::Customer(customer) = membership.target {
+                self.revoke_sessions_in(
+                    tx,
+                    SessionsOf::Member {
+                        user: membership.user_id,
+                        customer,
+                    },
+                    RevokeReason::MembershipInactive,
+                )
+                .await?;
+            }
         }
         Ok(())
     }

@@ -10,11 +10,13 @@ use sea_orm::{
     Statement, sea_query::Expr,
 };
 
+use super::sessions::SessionsOf;
 use super::{
     Store, WriteTx, db_error,
     entities::{account, customer, membership, user},
     is_unique_violation, now, rows, to_micros,
 };
+use crate::domain::session::RevokeReason;
 use crate::domain::{
     Error, Result,
     account::{Account, AccountStatus},
@@ -437,6 +439,17 @@ impl Store {
             locked.customer.id,
         )
         .await?;
+        if let MembershipTarget::Customer(customer) = target {
+            self.revoke_sessions_in(
+                &mut tx,
+                SessionsOf::Member {
+                    user: user_id,
+                    customer,
+                },
+                RevokeReason::MembershipRemoved,
+            )
+            .await?;
+        }
         self.commit(tx).await
     }
 

@@ -13,6 +13,8 @@ mod relay;
 mod requests;
 mod rows;
 mod sequencer;
+mod sessions;
+mod signing_keys;
 mod throttle;
 mod user_batches;
 mod users;
@@ -26,6 +28,8 @@ pub mod advisory_lock {
     pub const FIRST_ADMIN_KEY: i64 = 7_307_752_937_115_427_841;
     /// Held for its session by the one event sequencer.
     pub const SEQUENCER: i64 = 7_307_752_937_115_427_842;
+    /// Held per transaction while signing keys are rotated.
+    pub const SIGNING_KEYS: i64 = 7_307_752_937_115_427_843;
 }
 
 use std::{
@@ -55,6 +59,7 @@ pub use customers::CustomerOwner;
 pub use invitations::{Acceptor, Created as CreatedInvitation};
 pub use members::MemberRef;
 pub use relay::RelayPosition;
+pub use sessions::{REFRESH_REFUSED, SessionGrant, SessionsOf};
 pub use throttle::{Attempt, ThrottlePolicy};
 pub use users::Credentials;
 
@@ -105,6 +110,8 @@ const IDLE_IN_TRANSACTION_TIMEOUT: &str = "4000";
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The database file, on SQLite.
+    sqlite_file: Option<Arc<std::path::PathBuf>>,
     /// SQLite allows one writer; queueing writers here keeps them off SQLite's busy
     /// handler, whose sleeps would add latency (and, past its timeout, SQLITE_BUSY).
     sqlite_writer: Option<Arc<Mutex<()>>>,
@@ -334,6 +341,7 @@ impl Store {
             )
         };
         let store = Store {
+            sqlite_file: sqlite_file(&settings.url).map(|file| Arc::new(file.to_path_buf())),
             user_batches,
             sequencer,
             point_reads,
@@ -365,6 +373,11 @@ impl Store {
         }
         Migrator::up(tx.txn(), None).await.map_err(db_error)?;
         self.commit(tx).await
+    }
+
+    /// The database file, on SQLite (`None` on PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.as_deref().map(|path| path.as_path())
     }
 
     /// A cheap round trip, for health checks.
@@ -682,17 +695,22 @@ fn is_sqlite_busy(err: &DbErr) -> bool {
 }
 
 /// Creates the SQLite file and its directory, readable by their owner only.
-fn create_sqlite_file(url: &str) -> Result<()> {
+/// The file of a SQLite URL (`sqlite://path?mode=rwc`); `None` for PostgreSQL and for
+/// an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
     let path = url
-        .trim_start_matches("sqlite:")
+        .strip_prefix("sqlite:")?
         .trim_start_matches("//")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
+}
+
+fn create_sqlite_file(url: &str) -> Result<()> {
+    let Some(path) = sqlite_file(url) else {
         return Ok(());
-    }
-    let path = std::path::Path::new(path);
+    };
     let unavailable = |e: std::io::Error| Error::Unavailable(Box::new(e));
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()

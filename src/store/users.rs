@@ -6,11 +6,13 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait as _, LikeExpr, Query},
 };
 
+use super::sessions::SessionsOf;
 use super::{
     FixedSql, Store, WriteTx, db_error,
     entities::{membership, user},
     is_unique_violation, now, rows, to_micros,
 };
+use crate::domain::session::RevokeReason;
 use crate::domain::{
     Error, Result,
     event::{EventResource, NewEvent},
@@ -320,6 +322,10 @@ impl Store {
             return Err(Error::Aborted { resource: "user" });
         }
         self.user_event(&mut tx, "user.updated", &updated).await?;
+        if updated.status == UserStatus::Inactive && current.status != updated.status.as_str() {
+            self.revoke_sessions_in(&mut tx, SessionsOf::User(id), RevokeReason::UserInactive)
+                .await?;
+        }
         self.commit(tx).await?;
         Ok(updated)
     }
@@ -405,6 +411,8 @@ impl Store {
                 .await?;
         }
         self.user_event(&mut tx, "user.deleted", &last).await?;
+        self.revoke_sessions_in(&mut tx, SessionsOf::User(id), RevokeReason::UserDeleted)
+            .await?;
         self.commit(tx).await
     }
 
@@ -473,6 +481,8 @@ impl Store {
             .await
             .map_err(db_error)?;
         self.user_event(&mut tx, "user.password_changed", &updated)
+            .await?;
+        self.revoke_sessions_in(&mut tx, SessionsOf::User(id), RevokeReason::PasswordChanged)
             .await?;
         self.commit(tx).await?;
         Ok(updated)

@@ -16,7 +16,8 @@ use tenancy::{
 };
 use tenancy_client::pb::{
     account_service_client::AccountServiceClient, customer_service_client::CustomerServiceClient,
-    event_service_client::EventServiceClient, user_service_client::UserServiceClient,
+    event_service_client::EventServiceClient, session_service_client::SessionServiceClient,
+    user_service_client::UserServiceClient,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{
@@ -29,6 +30,9 @@ use tonic_health::pb::{
 };
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+/// The master key of every test server (base64 of 32 bytes), so a second instance on
+/// the same database opens the first one's signing keys.
+pub const MASTER_KEY: &str = "dGVuYW5jeS10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM=";
 
 /// Which database a test runs on.
 #[derive(Debug, Clone)]
@@ -306,6 +310,7 @@ pub struct TestApp {
     pub accounts: AccountServiceClient<Svc>,
     pub users: UserServiceClient<Svc>,
     pub events: EventServiceClient<Svc>,
+    pub sessions: SessionServiceClient<Svc>,
     pub health: HealthClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), String>>>,
@@ -315,6 +320,7 @@ pub struct TestApp {
 pub fn test_serve_args() -> ServeArgs {
     let mut serve = ServeArgs::defaults();
     serve.admin_key = Some(ADMIN_KEY.to_string());
+    serve.master_key.key = Some(MASTER_KEY.to_string());
     serve.argon2_memory_kib = 256;
     serve.argon2_iterations = 1;
     serve.hash_workers = Some(2);
@@ -448,7 +454,8 @@ impl TestApp {
             customers: CustomerServiceClient::with_interceptor(channel.clone(), key.clone()),
             accounts: AccountServiceClient::with_interceptor(channel.clone(), key.clone()),
             users: UserServiceClient::with_interceptor(channel.clone(), key.clone()),
-            events: EventServiceClient::with_interceptor(channel.clone(), key),
+            events: EventServiceClient::with_interceptor(channel.clone(), key.clone()),
+            sessions: SessionServiceClient::with_interceptor(channel.clone(), key),
             health: HealthClient::new(channel.clone()),
             channel,
             shutdown: Some(shutdown),

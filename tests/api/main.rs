@@ -11,5 +11,6 @@ mod hardening;
 mod members;
 mod relay;
 mod serve_child;
+mod sessions;
 mod users;
 mod validation_enums;

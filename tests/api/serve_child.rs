@@ -18,7 +18,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::helpers::{ADMIN_KEY, BearerKey, Svc, eventually};
+use crate::helpers::{ADMIN_KEY, BearerKey, MASTER_KEY, Svc, eventually};
 
 /// A running `tenancy serve` and clients for it carrying the admin key; killed on drop.
 pub struct ServeChild {
@@ -55,6 +55,7 @@ impl ServeChild {
             .args(["serve", "--listen", &address.to_string()])
             .env("DATABASE_URL", database_url)
             .env("TENANCY_ADMIN_KEY", ADMIN_KEY)
+            .env("TENANCY_MASTER_KEY", MASTER_KEY)
             .env("RUST_LOG", if logged { "info" } else { "warn" })
             .stdin(Stdio::null())
             .stdout(output())

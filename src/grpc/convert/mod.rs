@@ -3,6 +3,7 @@
 mod accounts;
 mod customers;
 mod invitations;
+pub mod sessions;
 mod structs;
 
 pub use accounts::{account_fields, account_filters};
@@ -107,6 +108,9 @@ impl From<&Event> for pb::Event {
                 }
                 EventResource::Membership(membership) => {
                     pb::event::Resource::Membership(membership.into())
+                }
+                EventResource::Session(session) => {
+                    pb::event::Resource::Session(sessions::session_at(session, event.time))
                 }
             }),
         }

@@ -8,5 +8,8 @@ pub mod invitation;
 pub mod membership;
 pub mod pending_event;
 pub mod request_id;
+pub mod session;
+pub mod session_token;
 pub mod setting;
+pub mod signing_key;
 pub mod user;
