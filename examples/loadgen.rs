@@ -303,6 +303,7 @@ impl Call {
             Rpc::AuthenticateUser => Call::AuthenticateUser(AuthenticateUserRequest {
                 email: pick(&fixture.keys),
                 password: PASSWORD.into(),
+                totp_code: String::new(),
             }),
             Rpc::GetUser => Call::GetUser(GetUserRequest {
                 lookup: Some(if fixture.by_email {

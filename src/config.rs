@@ -44,6 +44,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SigningKeysArgs {
+    /// Minutes a password-reset token of `RequestPasswordReset` stays valid.
+    #[arg(long, env = "TENANCY_PASSWORD_RESET_MINUTES", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub password_reset_minutes: u64,
+    /// Hours an email-verification token of `RequestEmailVerification` stays valid.
+    #[arg(long, env = "TENANCY_EMAIL_VERIFICATION_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub email_verification_hours: u64,
     #[command(flatten)]
     pub master_key: MasterKeyArgs,
     #[command(subcommand)]
@@ -310,6 +318,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TENANCY_INVITATION_TTL_HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub invitation_ttl_hours: u64,
+    /// Minutes a password-reset token of `RequestPasswordReset` stays valid.
+    #[arg(long, env = "TENANCY_PASSWORD_RESET_MINUTES", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub password_reset_minutes: u64,
+    /// Hours an email-verification token of `RequestEmailVerification` stays valid.
+    #[arg(long, env = "TENANCY_EMAIL_VERIFICATION_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub email_verification_hours: u64,
     #[command(flatten)]
     pub master_key: MasterKeyArgs,
     /// Minutes an access token (a session's JWT) is valid: 1 to 60.
@@ -501,6 +517,14 @@ impl ServeArgs {
             rotation_period: (self.signing_key_rotation_days > 0).then(|| {
                 Duration::from_secs(self.signing_key_rotation_days.saturating_mul(24 * 3600))
             }),
+        }
+    }
+
+    /// How long one-time recovery tokens live.
+    pub fn recovery(&self) -> crate::app::recovery::RecoverySettings {
+        crate::app::recovery::RecoverySettings {
+            reset_ttl: Duration::from_secs(self.password_reset_minutes.max(1) * 60),
+            verification_ttl: Duration::from_secs(self.email_verification_hours.max(1) * 3600),
         }
     }
 

@@ -177,6 +177,7 @@ async fn serve_on(
             events: serve.events(),
             invitation_ttl: serve.invitation_ttl(),
             cache: serve.cache(),
+            recovery: serve.recovery(),
         },
         shutting_down_rx.clone(),
     )

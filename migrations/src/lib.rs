@@ -19,6 +19,7 @@ mod m20261208_000032_index_pending_events_by_transaction;
 mod m20261210_000033_add_relay_stream_sequence;
 mod m20261210_000034_create_sessions;
 mod m20261210_000035_create_signing_keys;
+mod m20261210_000036_add_user_recovery;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000033_add_relay_stream_sequence::Migration),
             Box::new(m20261210_000034_create_sessions::Migration),
             Box::new(m20261210_000035_create_signing_keys::Migration),
+            Box::new(m20261210_000036_add_user_recovery::Migration),
         ]
     }
 }

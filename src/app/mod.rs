@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod customers;
 mod events;
 pub mod members;
+pub mod recovery;
 pub mod sessions;
 pub mod users;
 
@@ -59,6 +60,7 @@ pub struct App {
     caches: Arc<Caches>,
     sign_ins: Arc<SignInCounters>,
     signing: Arc<sessions::Signing>,
+    recovery: recovery::RecoverySettings,
 }
 
 /// What the sign-in throttle did, since start.
@@ -95,6 +97,7 @@ pub struct AppSettings {
     /// How long an invitation token stays valid.
     pub invitation_ttl: std::time::Duration,
     pub cache: CacheSettings,
+    pub recovery: recovery::RecoverySettings,
 }
 
 /// How often the caches' counters are logged (when they changed).
@@ -163,6 +166,7 @@ impl App {
             caches,
             sign_ins: Arc::default(),
             signing,
+            recovery: settings.recovery,
         })
     }
 

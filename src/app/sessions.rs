@@ -25,8 +25,8 @@ use crate::{
         violations::Violations,
     },
     signing::{
-        AccessClaims, Audience, Jwks, KeyRing, MasterKey, RotationPolicy, plan_forced_rotation,
-        plan_rotation, sign,
+        AccessClaims, Audience, Jwks, KeyRing, MasterKey, RotationPolicy, Sealed, WrongMasterKey,
+        plan_forced_rotation, plan_rotation, sign,
     },
     store::{REFRESH_REFUSED, SessionGrant, Store},
 };
@@ -130,6 +130,25 @@ impl Signing {
         Ok(())
     }
 
+    /// The `iss` of access tokens (also the issuer an authenticator app shows).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Seals a secret at rest under the master key, bound to `associated_data`.
+    pub fn seal(&self, plaintext: &[u8], associated_data: &[u8]) -> Sealed {
+        self.master.seal(plaintext, associated_data)
+    }
+
+    /// Opens what `seal` sealed with the same `associated_data`.
+    pub fn open(
+        &self,
+        sealed: &Sealed,
+        associated_data: &[u8],
+    ) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, WrongMasterKey> {
+        self.master.open(sealed, associated_data)
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -163,7 +182,7 @@ impl Signing {
             exp: expires.timestamp(),
             jti: Id::generate().uuid(),
             email: grant.user.email.as_str().to_string(),
-            email_verified: false,
+            email_verified: grant.user.email_verified,
             customer_id: grant.session.customer_id.map(|id| id.uuid()),
             permissions,
             owner,
@@ -277,9 +296,10 @@ impl App {
         email: &str,
         password: &Password,
         customer_id: &str,
+        totp_code: &str,
     ) -> Result<IssuedSession> {
         let customer = optional_id("customer_id", customer_id)?;
-        let (user, _) = self.authenticate(email, password).await?;
+        let (user, _) = self.authenticate(email, password, totp_code).await?;
         let refresh_token = RefreshToken::generate();
         let grant = self
             .store

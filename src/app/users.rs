@@ -198,6 +198,7 @@ impl App {
         &self,
         email: &str,
         password: &Password,
+        totp_code: &str,
     ) -> Result<(User, Vec<Membership>)> {
         let mut violations = Violations::new();
         if email.trim().is_empty() {
@@ -234,6 +235,10 @@ impl App {
         };
         if user.status != crate::domain::user::UserStatus::Active {
             return Err(Error::Unauthenticated(SIGN_IN_FAILED));
+        }
+        // Asked for only once the password was right (SPEC §12).
+        if user.totp_enabled {
+            self.check_second_factor(&user, &email, totp_code).await?;
         }
         let rehashed = if verification.needs_rehash {
             match self.hasher.hash(password).await {

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use super::id::Id;
 
 /// Every scope a key can hold; `admin` implies all others.
-pub const SCOPES: [&str; 16] = [
+pub const SCOPES: [&str; 17] = [
     "customers.read",
     "customers.write",
     "customers.delete",
@@ -18,6 +18,7 @@ pub const SCOPES: [&str; 16] = [
     "users.read",
     "users.write",
     "users.authenticate",
+    "users.recover",
     "memberships.write",
     "memberships.transfer",
     "invitations.accept",

@@ -52,6 +52,10 @@ pub enum Error {
     /// The caller could not be identified (bad key, wrong password, ...).
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// The password was right, but the user has a second factor and no valid code was
+    /// given (`wrong_code`: one was given, wrong or already used).
+    #[error("a second factor is required")]
+    SecondFactorRequired { wrong_code: bool },
     /// A refresh token that was already redeemed was presented again: its session is
     /// now revoked (the token was likely stolen).
     #[error("the refresh token was already used; its session is revoked")]

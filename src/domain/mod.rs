@@ -17,6 +17,8 @@ pub mod metadata;
 pub mod page;
 pub mod password;
 pub mod refusals;
+pub mod second_factor;
+pub mod secret_token;
 pub mod session;
 pub mod user;
 pub mod violations;

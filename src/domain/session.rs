@@ -1,11 +1,8 @@
 //! Sign-in sessions (SPEC §11): what a session is, when it ends, and its refresh
 //! tokens.
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::id::Id;
 
@@ -31,10 +28,11 @@ pub enum RevokeReason {
     MembershipInactive,
     CustomerInactive,
     CustomerTerminated,
+    PasswordReset,
 }
 
 impl RevokeReason {
-    pub const ALL: [RevokeReason; 10] = [
+    pub const ALL: [RevokeReason; 11] = [
         RevokeReason::SignedOut,
         RevokeReason::UserSessionsRevoked,
         RevokeReason::RefreshTokenReused,
@@ -45,6 +43,7 @@ impl RevokeReason {
         RevokeReason::MembershipInactive,
         RevokeReason::CustomerInactive,
         RevokeReason::CustomerTerminated,
+        RevokeReason::PasswordReset,
     ];
 
     /// The stored form.
@@ -60,6 +59,7 @@ impl RevokeReason {
             RevokeReason::MembershipInactive => "membership_inactive",
             RevokeReason::CustomerInactive => "customer_inactive",
             RevokeReason::CustomerTerminated => "customer_terminated",
+            RevokeReason::PasswordReset => "password_reset",
         }
     }
 
@@ -125,84 +125,13 @@ impl Lifetimes {
     }
 }
 
-/// Bytes of randomness in a refresh token.
-const REFRESH_TOKEN_BYTES: usize = 32;
-
 /// A refresh token: 32 random bytes, URL-safe base64 (43 characters). Only its
 /// SHA-256 digest is stored.
-pub struct RefreshToken {
-    secret: String,
-}
-
-impl RefreshToken {
-    pub fn generate() -> RefreshToken {
-        let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        RefreshToken {
-            secret: URL_SAFE_NO_PAD.encode(bytes),
-        }
-    }
-
-    /// The text given to the caller, once.
-    pub fn secret(&self) -> &str {
-        &self.secret
-    }
-
-    pub fn digest(&self) -> String {
-        digest_of(&self.secret)
-    }
-}
-
-impl std::fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshToken(…)")
-    }
-}
-
-/// The stored digest of a presented refresh token, or `None` when the text cannot be
-/// one this service issued (wrong length or alphabet): such a token is refused without
-/// a database lookup.
-pub fn presented_digest(text: &str) -> Option<String> {
-    let decoded = URL_SAFE_NO_PAD.decode(text.as_bytes()).ok()?;
-    (decoded.len() == REFRESH_TOKEN_BYTES && URL_SAFE_NO_PAD.encode(&decoded) == text)
-        .then(|| digest_of(text))
-}
-
-fn digest_of(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
+pub use super::secret_token::{SecretToken as RefreshToken, presented_digest};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refresh_token_is_32_random_bytes_and_only_its_own_text_has_its_digest() {
-        let token = RefreshToken::generate();
-        assert_eq!(token.secret().len(), 43);
-        assert_eq!(presented_digest(token.secret()), Some(token.digest()));
-        assert_ne!(token.secret(), RefreshToken::generate().secret());
-        assert!(!format!("{token:?}").contains(token.secret()));
-    }
-
-    #[test]
-    fn malformed_refresh_tokens_have_no_digest() {
-        let token = RefreshToken::generate();
-        let truncated = &token.secret()[..42];
-        let padded = format!("{}=", token.secret());
-        let longer = format!("{}AA", token.secret());
-        for bad in [
-            "",
-            "x",
-            truncated,
-            &padded,
-            &longer,
-            "not base64 at all!!",
-            "\0",
-        ] {
-            assert_eq!(presented_digest(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn a_session_expires_when_idle_and_never_past_its_absolute_lifetime() {

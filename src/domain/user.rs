@@ -127,6 +127,13 @@ pub struct User {
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub revision: i64,
+    /// The email was proven by `VerifyEmail`; a change of email clears it. (Defaults
+    /// for events written before it existed.)
+    #[serde(default)]
+    pub email_verified: bool,
+    /// Sign-in needs a second factor (a TOTP code or a recovery code).
+    #[serde(default)]
+    pub totp_enabled: bool,
 }
 
 /// The profile of a user to create, validated.

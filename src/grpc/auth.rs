@@ -83,9 +83,17 @@ pub fn required_access(path: &str) -> Access {
             "tenancy.v1.UserService",
             "GetUser" | "ListUsers" | "ListUserMemberships" | "CheckAccess",
         ) => "users.read",
-        ("tenancy.v1.UserService", "CreateUser" | "UpdateUser" | "DeleteUser" | "SetPassword") => {
-            "users.write"
-        }
+        (
+            "tenancy.v1.UserService",
+            "CreateUser" | "UpdateUser" | "DeleteUser" | "SetPassword" | "EnrollTotp"
+            | "ConfirmTotp" | "DisableTotp",
+        ) => "users.write",
+        // The recovery front end: it mails reset and verification tokens and redeems
+        // them, and can do nothing else to users.
+        (
+            "tenancy.v1.UserService",
+            "RequestPasswordReset" | "ResetPassword" | "RequestEmailVerification" | "VerifyEmail",
+        ) => "users.recover",
         ("tenancy.v1.UserService", "AuthenticateUser" | "ChangePassword") => "users.authenticate",
         // Its own scope: a sign-up front end that accepts invitations must not thereby
         // be able to add or remove members, as `memberships.write` could.
@@ -263,8 +271,8 @@ mod tests {
                 }
             }
         }
-        // 13 customer, 14 account, 11 user, 2 event and 6 session RPCs (SPEC §10, §11).
-        assert_eq!(checked, 46);
+        // 13 customer, 14 account, 18 user, 2 event and 6 session RPCs (SPEC §10-§12).
+        assert_eq!(checked, 53);
     }
 
     #[test]

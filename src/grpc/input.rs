@@ -486,6 +486,7 @@ mod tests {
         let request = pb::AuthenticateUserRequest {
             email: format!("{}\0", "a".repeat(300_000)),
             password: "secret".into(),
+            totp_code: String::new(),
         };
         rules
             .check_body(

@@ -275,6 +275,16 @@ pub const TABLE: &[(&str, usize)] = &[
     ("tenancy.v1.RefreshSessionRequest.refresh_token", TOKEN),
     ("tenancy.v1.RevokeSessionRequest.session_id", ID),
     ("tenancy.v1.RevokeUserSessionsRequest.user_id", ID),
+    ("tenancy.v1.AuthenticateUserRequest.totp_code", SHORT_CODE),
+    ("tenancy.v1.ConfirmTotpRequest.code", SHORT_CODE),
+    ("tenancy.v1.ConfirmTotpRequest.user_id", ID),
+    ("tenancy.v1.DisableTotpRequest.user_id", ID),
+    ("tenancy.v1.EnrollTotpRequest.user_id", ID),
+    ("tenancy.v1.RequestEmailVerificationRequest.user_id", ID),
+    ("tenancy.v1.RequestPasswordResetRequest.email", EMAIL),
+    ("tenancy.v1.ResetPasswordRequest.new_password", PASSWORD),
+    ("tenancy.v1.ResetPasswordRequest.token", TOKEN),
+    ("tenancy.v1.VerifyEmailRequest.token", TOKEN),
 ];
 
 /// The limit of the string field `full_name` (`tenancy.v1.Address.city`).

@@ -71,6 +71,7 @@ impl pb::session_service_server::SessionService for SessionApi {
                 &request.email,
                 &Password::new(request.password),
                 &request.customer_id,
+                &request.totp_code,
             )
             .await?;
         let (session, access_token, refresh_token, access_token_expire_time) = issued_parts(issued);

@@ -83,6 +83,21 @@ impl From<Error> for Status {
                 },
             ),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
+            Error::SecondFactorRequired { wrong_code } => Status::with_error_details(
+                Code::Unauthenticated,
+                if wrong_code {
+                    "the second-factor code is wrong or was already used: send a current TOTP \
+                     code or an unused recovery code as totp_code"
+                } else {
+                    "this user signs in with a second factor: send a current TOTP code or an \
+                     unused recovery code as totp_code"
+                },
+                ErrorDetails::with_error_info(
+                    "SECOND_FACTOR_REQUIRED",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                ),
+            ),
             Error::RefreshTokenReused => Status::with_error_details(
                 Code::Unauthenticated,
                 "the refresh token was already used, so it may have been stolen: its \

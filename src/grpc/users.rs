@@ -142,7 +142,7 @@ impl pb::user_service_server::UserService for UserApi {
         let r = request.into_inner();
         let (user, memberships) = self
             .app
-            .authenticate(&r.email, &Password::new(r.password))
+            .authenticate(&r.email, &Password::new(r.password), &r.totp_code)
             .await?;
         Ok(Response::new(pb::AuthenticateUserResponse {
             user: Some((&user).into()),
@@ -205,5 +205,91 @@ impl pb::user_service_server::UserService for UserApi {
             allowed: decision.allowed,
             reason: decision.reason.to_string(),
         }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        let issued = self
+            .app
+            .request_password_reset(&request.into_inner().email)
+            .await?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {
+            token: issued
+                .token
+                .map(|token| token.secret().to_string())
+                .unwrap_or_default(),
+            expire_time: Some(convert::timestamp(issued.expire_time)),
+        }))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let request = request.into_inner();
+        self.app
+            .reset_password(&request.token, &Password::new(request.new_password))
+            .await?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
+
+    async fn request_email_verification(
+        &self,
+        request: Request<pb::RequestEmailVerificationRequest>,
+    ) -> Result<Response<pb::RequestEmailVerificationResponse>, Status> {
+        let issued = self
+            .app
+            .request_email_verification(&request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(pb::RequestEmailVerificationResponse {
+            token: issued
+                .token
+                .map(|token| token.secret().to_string())
+                .unwrap_or_default(),
+            expire_time: Some(convert::timestamp(issued.expire_time)),
+        }))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<pb::VerifyEmailRequest>,
+    ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
+        let user = self.app.verify_email(&request.into_inner().token).await?;
+        Ok(Response::new(pb::VerifyEmailResponse {
+            user: Some((&user).into()),
+        }))
+    }
+
+    async fn enroll_totp(
+        &self,
+        request: Request<pb::EnrollTotpRequest>,
+    ) -> Result<Response<pb::EnrollTotpResponse>, Status> {
+        let (secret, otpauth_uri) = self.app.enroll_totp(&request.into_inner().user_id).await?;
+        Ok(Response::new(pb::EnrollTotpResponse {
+            secret,
+            otpauth_uri,
+        }))
+    }
+
+    async fn confirm_totp(
+        &self,
+        request: Request<pb::ConfirmTotpRequest>,
+    ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
+        let request = request.into_inner();
+        let recovery_codes = self
+            .app
+            .confirm_totp(&request.user_id, &request.code)
+            .await?;
+        Ok(Response::new(pb::ConfirmTotpResponse { recovery_codes }))
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<pb::DisableTotpRequest>,
+    ) -> Result<Response<pb::DisableTotpResponse>, Status> {
+        self.app.disable_totp(&request.into_inner().user_id).await?;
+        Ok(Response::new(pb::DisableTotpResponse {}))
     }
 }

@@ -32,6 +32,8 @@ pub(super) fn user_from_row(row: &user::Model) -> Result<User> {
         create_time: from_micros(row.create_time),
         update_time: from_micros(row.update_time),
         revision: row.revision,
+        email_verified: row.email_verified,
+        totp_enabled: row.totp_enabled,
     })
 }
 

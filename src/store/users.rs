@@ -58,6 +58,8 @@ fn new_user_row(
         create_time: time,
         update_time: time,
         revision: 1,
+        email_verified: false,
+        totp_enabled: false,
     }
 }
 
@@ -160,7 +162,12 @@ impl Store {
         rows::user_from_row(&inserted).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
     }
 
-    async fn user_event(&self, tx: &mut WriteTx, kind: &'static str, user: &User) -> Result<()> {
+    pub(crate) async fn user_event(
+        &self,
+        tx: &mut WriteTx,
+        kind: &'static str,
+        user: &User,
+    ) -> Result<()> {
         self.append_event(
             tx,
             NewEvent {
@@ -283,10 +290,18 @@ impl Store {
         let current = self.locked_user(&tx, id, expected_revision).await?;
         let mut updated = rows::user_from_row(&current)?;
         changes.apply(&mut updated);
+        // A new address is not proven by the old one's verification.
+        if updated.email.as_str() != current.email {
+            updated.email_verified = false;
+        }
         updated.update_time = now();
         updated.revision = current.revision + 1;
         let result = user::Entity::update_many()
             .col_expr(user::Column::Email, Expr::value(updated.email.as_str()))
+            .col_expr(
+                user::Column::EmailVerified,
+                Expr::value(updated.email_verified),
+            )
             .col_expr(
                 user::Column::FirstName,
                 Expr::value(updated.first_name.clone()),
@@ -331,7 +346,7 @@ impl Store {
     }
 
     /// Reads a user inside `tx` and checks the caller's etag against it.
-    async fn locked_user(
+    pub(crate) async fn locked_user(
         &self,
         tx: &WriteTx,
         id: Id,
@@ -459,13 +474,35 @@ impl Store {
     }
 
     /// Replaces the password hash; the user's etag moves and `user.password_changed`
-    /// is written (without the hash).
+    /// is written (without the hash). Every session of the user ends.
     pub async fn set_password_hash(&self, id: Id, password_hash: String) -> Result<User> {
         let mut tx = self.begin().await?;
         let current = self.locked_user(&tx, id, None).await?;
-        // A new password starts a new count: the failures were against the old one.
-        self.clear_sign_in_failures(&tx, &current.email).await?;
-        let mut updated = rows::user_from_row(&current)?;
+        let updated = self
+            .replace_password_in(
+                &mut tx,
+                &current,
+                password_hash,
+                RevokeReason::PasswordChanged,
+            )
+            .await?;
+        self.commit(tx).await?;
+        Ok(updated)
+    }
+
+    /// The password change inside `tx`, on the user row `current` (locked by the
+    /// caller): the new hash, the sign-in count cleared (its failures were against the
+    /// old password), `user.password_changed`, and every session of the user ended for
+    /// `reason`.
+    pub(crate) async fn replace_password_in(
+        &self,
+        tx: &mut WriteTx,
+        current: &user::Model,
+        password_hash: String,
+        reason: RevokeReason,
+    ) -> Result<User> {
+        self.clear_sign_in_failures(tx, &current.email).await?;
+        let mut updated = rows::user_from_row(current)?;
         updated.has_password = true;
         updated.update_time = now();
         updated.revision = current.revision + 1;
@@ -476,15 +513,14 @@ impl Store {
                 Expr::value(to_micros(updated.update_time)),
             )
             .col_expr(user::Column::Revision, Expr::value(updated.revision))
-            .filter(user::Column::Id.eq(id.uuid()))
+            .filter(user::Column::Id.eq(current.id))
             .exec(tx.txn())
             .await
             .map_err(db_error)?;
-        self.user_event(&mut tx, "user.password_changed", &updated)
+        self.user_event(tx, "user.password_changed", &updated)
             .await?;
-        self.revoke_sessions_in(&mut tx, SessionsOf::User(id), RevokeReason::PasswordChanged)
+        self.revoke_sessions_in(tx, SessionsOf::User(updated.id), reason)
             .await?;
-        self.commit(tx).await?;
         Ok(updated)
     }
 

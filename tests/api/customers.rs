@@ -217,6 +217,7 @@ async fn an_existing_user_with_the_customer_email_becomes_owner_with_password_un
         .authenticate_user(pb::AuthenticateUserRequest {
             email: email.clone(),
             password: GOOD_PASSWORD.into(),
+            totp_code: String::new(),
         })
         .await;
     assert!(signed_in.is_ok(), "the old password still works");

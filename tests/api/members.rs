@@ -500,6 +500,7 @@ async fn sign_in_returns_the_active_memberships_and_the_user_lists_all(backend: 
         .authenticate_user(pb::AuthenticateUserRequest {
             email,
             password: crate::helpers::GOOD_PASSWORD.into(),
+            totp_code: String::new(),
         })
         .await
         .unwrap()

@@ -1045,6 +1045,7 @@ async fn no_response_or_event_ever_contains_a_password_or_its_hash(backend: Back
             .authenticate_user(pb::AuthenticateUserRequest {
                 email: email.clone(),
                 password: first.into(),
+                totp_code: String::new(),
             })
             .await
             .unwrap()
@@ -1077,6 +1078,7 @@ async fn no_response_or_event_ever_contains_a_password_or_its_hash(backend: Back
             .authenticate_user(pb::AuthenticateUserRequest {
                 email: email.clone(),
                 password: first.into(),
+                totp_code: String::new(),
             })
             .await
             .unwrap_err()

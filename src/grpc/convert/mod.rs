@@ -58,6 +58,8 @@ impl From<&User> for pb::User {
             create_time: Some(timestamp(user.create_time)),
             update_time: Some(timestamp(user.update_time)),
             etag: etag::format(user.revision),
+            email_verified: user.email_verified,
+            totp_enabled: user.totp_enabled,
         }
     }
 }

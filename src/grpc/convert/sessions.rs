@@ -43,5 +43,6 @@ fn revoke_reason(reason: RevokeReason) -> pb::SessionRevokeReason {
         RevokeReason::MembershipInactive => Pb::MembershipInactive,
         RevokeReason::CustomerInactive => Pb::CustomerInactive,
         RevokeReason::CustomerTerminated => Pb::CustomerTerminated,
+        RevokeReason::PasswordReset => Pb::PasswordReset,
     }
 }

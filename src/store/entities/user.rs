@@ -18,6 +18,8 @@ pub struct Model {
     pub create_time: i64,
     pub update_time: i64,
     pub revision: i64,
+    pub email_verified: bool,
+    pub totp_enabled: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -115,6 +115,7 @@ async fn terminating_makes_every_membership_inactive_in_the_same_change(backend:
         .authenticate_user(pb::AuthenticateUserRequest {
             email: created.email.clone(),
             password: crate::helpers::GOOD_PASSWORD.into(),
+            totp_code: String::new(),
         })
         .await
         .unwrap()

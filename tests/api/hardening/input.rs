@@ -20,6 +20,7 @@ async fn sign_in(app: &TestApp, email: &str) -> Status {
         .authenticate_user(pb::AuthenticateUserRequest {
             email: email.into(),
             password: GOOD_PASSWORD.into(),
+            totp_code: String::new(),
         })
         .await
         .expect_err("the sign-in must fail")

@@ -30,6 +30,7 @@ fn sign_in(
     let request = pb::AuthenticateUserRequest {
         email: email.into(),
         password: password.into(),
+        totp_code: String::new(),
     };
     async move {
         users

@@ -202,6 +202,7 @@ async fn a_new_user_accepts_with_the_invited_email(backend: Backend) {
         .authenticate_user(pb::AuthenticateUserRequest {
             email,
             password: GOOD_PASSWORD.into(),
+            totp_code: String::new(),
         })
         .await
         .unwrap();

@@ -208,6 +208,7 @@ async fn wrong_credentials_in_every_form_get_one_answer_through_the_shared_locko
         .authenticate_user(pb::AuthenticateUserRequest {
             email: user.email.clone(),
             password: "wrong password 3".into(),
+            totp_code: String::new(),
         })
         .await;
     let locked = sign_in(&app, &user.email, "").await.expect_err("locked");
