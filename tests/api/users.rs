@@ -3,6 +3,8 @@
 
 mod batches;
 mod listing;
+mod recovery;
+mod second_factor;
 mod sign_in;
 
 use futures::future::join_all;
