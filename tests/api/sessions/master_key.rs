@@ -154,6 +154,8 @@ async fn on_sqlite_without_a_master_key_a_private_file_is_made_once_and_reused(b
 
     let first = start_without_master_key(&url, &first_log).await;
     let made = std::fs::read_to_string(&key_file).expect("the key file");
+    assert_eq!(mode(&key_file), 0o600, "the key file");
+    assert_eq!(mode(&data), 0o700, "its directory");
     let user = user_with_password_through(&first.users, "generated").await;
     let token = sign_in_through(&first.sessions, &user.email, GOOD_PASSWORD, "")
         .await
@@ -168,8 +170,6 @@ async fn on_sqlite_without_a_master_key_a_private_file_is_made_once_and_reused(b
         .access_token;
     assert!(second.terminate().await.success());
 
-    assert_eq!(mode(&key_file), 0o600, "the key file");
-    assert_eq!(mode(&data), 0o700, "its directory");
     assert_eq!(
         std::fs::read_to_string(&key_file).expect("the key file"),
         made,
