@@ -63,9 +63,13 @@ pub async fn keys(common: &CommonArgs, command: &KeysCommand) -> Result<(), Star
 
 /// `tenancy signing-keys rotate|list`.
 pub async fn signing_keys(common: &CommonArgs, args: &SigningKeysArgs) -> Result<(), StartupError> {
-    let store = Store::connect(&common.database()).await?;
+    let database = common.database();
+    let master = crate::startup::load_master_key(
+        crate::store::sqlite_file(&database.url),
+        &args.master_key,
+    )?;
+    let store = Store::connect(&database).await?;
     store.migrate().await?;
-    let master = crate::startup::load_master_key(store.sqlite_file(), &args.master_key)?;
     let time = |time: chrono::DateTime<chrono::Utc>| {
         time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };

@@ -356,6 +356,13 @@ pub struct ServeArgs {
     /// lifetime before it signs); 0 turns automatic rotation off.
     #[arg(long, env = "TENANCY_SIGNING_KEY_ROTATION_DAYS", default_value_t = 30)]
     pub signing_key_rotation_days: u64,
+    /// Seconds between two passes over the stored signing keys: each rotates what is due
+    /// and picks up keys that `signing-keys rotate` or another instance made. At most 30,
+    /// so every instance publishes a successor well within the minute (at least) that it
+    /// is published before it signs.
+    #[arg(long, env = "TENANCY_SIGNING_KEY_REFRESH_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub signing_key_refresh_seconds: u64,
     /// Address to serve Prometheus metrics on, at `/metrics` (no API key; nothing else
     /// is served there), e.g. `0.0.0.0:9090`. Off when unset.
     #[arg(long, env = "TENANCY_METRICS_LISTEN")]
@@ -517,6 +524,7 @@ impl ServeArgs {
             rotation_period: (self.signing_key_rotation_days > 0).then(|| {
                 Duration::from_secs(self.signing_key_rotation_days.saturating_mul(24 * 3600))
             }),
+            refresh_every: Duration::from_secs(self.signing_key_refresh_seconds.clamp(1, 30)),
         }
     }
 

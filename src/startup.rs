@@ -125,9 +125,24 @@ pub async fn run(
     // touched.
     serve.throttle()?;
     serve.relay()?;
+    // So is a missing or malformed master key: a start that cannot sign must not make
+    // (and print) the first admin key, which the next start would not print again.
+    let master_key = load_master_key(crate::store::sqlite_file(&database.url), &serve.master_key)?;
     let metrics_listener = bind_metrics(&serve).await?;
     let store = prepare_store(&database, serve.admin_key.as_deref()).await?;
-    serve_on(store, serve, listener, metrics_listener, shutdown).await
+    let prepared = Prepared {
+        store,
+        master_key,
+        metrics_listener,
+    };
+    serve_on(prepared, serve, listener, shutdown).await
+}
+
+/// What a start has before it serves: the database, the master key, the metrics port.
+struct Prepared {
+    store: Store,
+    master_key: MasterKey,
+    metrics_listener: Option<TcpListener>,
 }
 
 async fn bind_metrics(serve: &ServeArgs) -> Result<Option<TcpListener>, StartupError> {
@@ -145,17 +160,25 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    let metrics_listener = bind_metrics(&serve).await?;
-    serve_on(store, serve, listener, metrics_listener, shutdown).await
+    let prepared = Prepared {
+        master_key: load_master_key(store.sqlite_file(), &serve.master_key)?,
+        metrics_listener: bind_metrics(&serve).await?,
+        store,
+    };
+    serve_on(prepared, serve, listener, shutdown).await
 }
 
 async fn serve_on(
-    store: Store,
+    prepared: Prepared,
     serve: ServeArgs,
     listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    let Prepared {
+        store,
+        master_key,
+        metrics_listener,
+    } = prepared;
     let throttle = serve.throttle()?;
     let hasher = PasswordHasher::start_gated(
         serve.argon2(),
@@ -166,7 +189,6 @@ async fn serve_on(
     let (shutting_down, shutting_down_rx) = watch::channel(false);
     // PostgreSQL: one process across the instances numbers the events.
     tokio::spawn(store.clone().run_sequencer(shutting_down_rx.clone()));
-    let master_key = load_master_key(store.sqlite_file(), &serve.master_key)?;
     let signing = Signing::start(&store, master_key, serve.token_settings()).await?;
     let app = App::new(
         store.clone(),

@@ -2,9 +2,10 @@
 //! revocation and listing, and the keys that verify its access tokens.
 //!
 //! The key ring lives here: built at start from the stored keys (rotating them first),
-//! then rebuilt every `RING_REFRESH` after a rotation pass, so every instance publishes
-//! a successor within that time of its creation (long before it signs: a successor is
-//! published one access-token lifetime ahead) and signs with the key the database says.
+//! then rebuilt after a rotation pass every `--signing-key-refresh-seconds` (at most 30),
+//! so every instance publishes a successor within that time of its creation (long before
+//! it signs: a successor is published at least a minute ahead) and signs with the key the
+//! database says.
 
 use std::{
     sync::{Arc, RwLock},
@@ -25,14 +26,12 @@ use crate::{
         violations::Violations,
     },
     signing::{
-        AccessClaims, Audience, Jwks, KeyRing, MasterKey, RotationPolicy, Sealed, WrongMasterKey,
-        plan_forced_rotation, plan_rotation, sign,
+        AccessClaims, Audience, Jwks, KeyRing, KeyRingError, MasterKey, RotationPlan,
+        RotationPolicy, Sealed, SigningKeyRecord, WrongMasterKey, plan_forced_rotation,
+        plan_rotation, sign,
     },
     store::{REFRESH_REFUSED, SessionGrant, Store},
 };
-
-/// How often each instance runs a rotation pass and rebuilds its ring.
-const RING_REFRESH: Duration = Duration::from_secs(30);
 
 /// What access tokens say about their issuer, and the keys that sign them.
 pub struct TokenSettings {
@@ -41,6 +40,9 @@ pub struct TokenSettings {
     pub lifetimes: Lifetimes,
     /// How long a key signs before a successor is made; `None`: never by itself.
     pub rotation_period: Option<Duration>,
+    /// How often each instance runs a rotation pass and rebuilds its ring: shorter than
+    /// the time a successor is published before it signs.
+    pub refresh_every: Duration,
 }
 
 /// The signing side of the use cases: the ring (rebuilt as keys rotate), the master key
@@ -53,6 +55,7 @@ pub struct Signing {
     pub(super) lifetimes: Lifetimes,
     policy: RotationPolicy,
     automatic: bool,
+    refresh_every: Duration,
 }
 
 /// A session as a sign-in or a refresh answers it: the tokens are shown this once.
@@ -88,6 +91,7 @@ impl Signing {
             lifetimes: settings.lifetimes,
             policy,
             automatic: settings.rotation_period.is_some(),
+            refresh_every: settings.refresh_every,
         };
         signing
             .refresh(store, false)
@@ -100,32 +104,30 @@ impl Signing {
     /// the ring rebuilt from what is stored.
     pub async fn refresh(&self, store: &Store, forced: bool) -> Result<()> {
         let now = store.database_clock().await?;
-        let (master, policy, automatic) = (&self.master, self.policy, self.automatic);
-        store
-            .rotate_signing_keys(|records| {
-                let mut plan = if forced {
-                    plan_forced_rotation(records, now, &policy)
-                } else {
-                    plan_rotation(records, now, &policy)
-                };
-                // With rotation off, only the first key is made; retirements of keys
-                // that an operator's rotation superseded still happen.
-                if !automatic && !forced && !records.is_empty() {
-                    plan.add_key_signing_from = None;
-                }
-                // The first key signs from a little before now: an instance whose clock
-                // lags the database's would otherwise have no key to sign with at first.
-                if records.is_empty() {
-                    plan.add_key_signing_from = plan
-                        .add_key_signing_from
-                        .map(|from| from - chrono::Duration::minutes(5));
-                }
-                let new_key = plan.new_key(master, now);
-                (plan, new_key)
-            })
-            .await?;
+        let (policy, automatic) = (self.policy, self.automatic);
+        rotate_opened(store, &self.master, now, |records| {
+            let mut plan = if forced {
+                plan_forced_rotation(records, now, &policy)
+            } else {
+                plan_rotation(records, now, &policy)
+            };
+            // With rotation off, only the first key is made; retirements of keys that an
+            // operator's rotation superseded still happen.
+            if !automatic && !forced && !records.is_empty() {
+                plan.add_key_signing_from = None;
+            }
+            // The first key signs from a little before now: an instance whose clock lags
+            // the database's would otherwise have no key to sign with at first.
+            if records.is_empty() {
+                plan.add_key_signing_from = plan
+                    .add_key_signing_from
+                    .map(|from| from - chrono::Duration::minutes(5));
+            }
+            plan
+        })
+        .await?;
         let records = store.signing_key_records().await?;
-        let ring = KeyRing::open(&records, &self.master).map_err(|e| Error::Internal(e.into()))?;
+        let ring = KeyRing::open(&records, &self.master).map_err(unopened)?;
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
         Ok(())
     }
@@ -213,7 +215,7 @@ pub struct KeyStatus {
 /// The stored keys, oldest first, after checking that `master` opens them.
 pub async fn list_signing_keys(store: &Store, master: &MasterKey) -> Result<Vec<KeyStatus>> {
     let records = store.signing_key_records().await?;
-    let ring = KeyRing::open(&records, master).map_err(|e| Error::Internal(e.into()))?;
+    let ring = KeyRing::open(&records, master).map_err(unopened)?;
     let now = store.database_clock().await?;
     let signing = ring.signing_key(now).map(|key| key.kid().to_string());
     let mut keys: Vec<KeyStatus> = records
@@ -245,32 +247,69 @@ pub async fn list_signing_keys(store: &Store, master: &MasterKey) -> Result<Vec<
 /// Adds a successor key now (`tenancy signing-keys rotate`): published at once, it
 /// signs `publish_ahead` later (the longest access-token lifetime of the servers), and
 /// the current key then retires. Answers the new key's id, or `None` when a successor
-/// was already pending.
+/// was already pending. A master key that does not open the stored keys changes nothing.
 pub async fn rotate_signing_keys(
     store: &Store,
     master: &MasterKey,
     publish_ahead: Duration,
 ) -> Result<Option<String>> {
-    let records = store.signing_key_records().await?;
-    KeyRing::open(&records, master).map_err(|e| Error::Internal(e.into()))?;
     let now = store.database_clock().await?;
     let policy = RotationPolicy {
         max_access_token_lifetime: publish_ahead,
         ..RotationPolicy::default()
     };
-    let mut made = None;
+    rotate_opened(store, master, now, |records| RotationPlan {
+        // Only the successor: the servers' passes retire and drop keys after the
+        // longest lifetime any token may have, not after this run's `publish_ahead`
+        // (a key retired here would leave the JWKS while its last tokens are valid).
+        retire: Vec::new(),
+        drop: Vec::new(),
+        ..plan_forced_rotation(records, now, &policy)
+    })
+    .await
+}
+
+/// Applies the rotation that `plan` makes of the stored keys, in the store's lock, once
+/// `master` opens every one of them: an instance or a command started with another
+/// master key changes nothing (a key it sealed would lock the right one out). Answers
+/// the id of the key it added, if any.
+async fn rotate_opened(
+    store: &Store,
+    master: &MasterKey,
+    now: DateTime<Utc>,
+    plan: impl FnOnce(&[SigningKeyRecord]) -> RotationPlan,
+) -> Result<Option<String>> {
+    let mut refused = None;
+    let mut added = None;
     store
         .rotate_signing_keys(|records| {
-            let plan = plan_forced_rotation(records, now, &policy);
+            if let Err(error) = KeyRing::open(records, master) {
+                refused = Some(error);
+                return (RotationPlan::default(), None);
+            }
+            let plan = plan(records);
             let key = plan.new_key(master, now);
-            made = key.as_ref().map(|key| key.kid.clone());
+            added = key.as_ref().map(|key| key.kid.clone());
             (plan, key)
         })
         .await?;
-    Ok(made)
+    match refused {
+        Some(error) => Err(unopened(error)),
+        None => Ok(added),
+    }
 }
 
-/// Rotates and rebuilds the ring every `RING_REFRESH` until shutdown.
+/// The stored keys do not open with this master key: the operator must start with the
+/// right one (the message says which key was expected).
+fn unopened(error: KeyRingError) -> Error {
+    Error::FailedPrecondition {
+        kind: "SIGNING_KEYS_NOT_OPENED",
+        subject: "signing keys".into(),
+        description: error.to_string(),
+    }
+}
+
+/// Rotates and rebuilds the ring every `refresh_every` until shutdown.
 pub(super) async fn refresh_ring(
     store: Store,
     signing: Arc<Signing>,
@@ -278,7 +317,7 @@ pub(super) async fn refresh_ring(
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RING_REFRESH) => {}
+            _ = tokio::time::sleep(signing.refresh_every) => {}
             _ = shutting_down.wait_for(|down| *down) => return,
         }
         if let Err(error) = signing.refresh(&store, false).await {

@@ -4,7 +4,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read as _, Write as _},
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -138,7 +138,12 @@ fn load_or_create(dir: &Path) -> Result<(MasterKey, MasterKeyOrigin), MasterKeyE
         Err(GeneratedRead::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into_error(&path)),
     }
-    fs::create_dir_all(dir).map_err(|e| MasterKeyError::io(dir, e))?;
+    // Private, as the store makes the SQLite file's directory (this may come first).
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| MasterKeyError::io(dir, e))?;
     let key = MasterKey::generate();
     let mut suffix = [0; 8];
     rand::rngs::OsRng.fill_bytes(&mut suffix);

@@ -17,7 +17,7 @@ mod retention_clock;
 mod sequencer;
 mod serial_log;
 mod startup;
-mod tls;
+pub mod tls;
 mod traces;
 
 use tenancy_client::pb;

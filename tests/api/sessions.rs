@@ -3,24 +3,57 @@
 //! §11, and the keys that verify the tokens.
 //!
 //! Files: tokens and claims (`sessions/tokens.rs`), refresh and reuse
-//! (`sessions/refresh.rs`), revocation (`sessions/revocation.rs`).
+//! (`sessions/refresh.rs`), revocation (`sessions/revocation.rs`), signing keys and their
+//! rotation (`sessions/keys.rs`), the master key and `tenancy signing-keys`
+//! (`sessions/master_key.rs`), tokens kept out of the logs (`sessions/logs.rs`), the JWKS
+//! over HTTP/1.1, HTTP/2 and TLS (`sessions/transport.rs`).
 
+mod keys;
+mod logs;
+mod master_key;
 mod refresh;
 mod revocation;
 mod tokens;
+mod transport;
 
 use std::time::Duration;
 
-use tenancy::signing::{AccessClaims, Expected, Jwks, VerifyingKeys, verify};
-use tenancy_client::pb;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use tenancy::signing::{
+    AccessClaims, Expected, Jwks, MasterKey, VerifyError, VerifyingKeys, verify,
+};
+use tenancy_client::pb::{
+    self, session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
+};
 use tonic::Status;
 
 use crate::customers::{self, personal};
-use crate::helpers::{GOOD_PASSWORD, TestApp, unique_email};
+use crate::helpers::{GOOD_PASSWORD, MASTER_KEY, Svc, TestApp, unique_email};
+
+/// The test servers' master key (`helpers::MASTER_KEY`).
+pub fn master_key() -> MasterKey {
+    MasterKey::from_base64(MASTER_KEY, "the tests' master key").expect("a master key")
+}
+
+/// The `kid` in the header of an access token.
+pub fn kid_of(token: &str) -> String {
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().expect("a header"))
+            .expect("base64url"),
+    )
+    .expect("JSON");
+    header["kid"].as_str().expect("a kid").to_string()
+}
 
 /// A user with `GOOD_PASSWORD`.
 pub async fn user_with_password(app: &TestApp, prefix: &str) -> pb::User {
-    app.users
+    user_with_password_through(&app.users, prefix).await
+}
+
+/// `user_with_password` through `users` (a server the test did not spawn in-process).
+pub async fn user_with_password_through(users: &UserServiceClient<Svc>, prefix: &str) -> pb::User {
+    users
         .clone()
         .create_user(pb::CreateUserRequest {
             user: Some(pb::User {
@@ -61,7 +94,17 @@ pub async fn sign_in_with(
     password: &str,
     customer_id: &str,
 ) -> Result<pb::CreateSessionResponse, Status> {
-    app.sessions
+    sign_in_through(&app.sessions, email, password, customer_id).await
+}
+
+/// `sign_in_with` through `sessions`.
+pub async fn sign_in_through(
+    sessions: &SessionServiceClient<Svc>,
+    email: &str,
+    password: &str,
+    customer_id: &str,
+) -> Result<pb::CreateSessionResponse, Status> {
+    sessions
         .clone()
         .create_session(pb::CreateSessionRequest {
             email: email.into(),
@@ -90,8 +133,12 @@ pub async fn refresh(
 
 /// The server's JWKS, fetched over gRPC with no API key.
 pub async fn jwks(app: &TestApp) -> Jwks {
-    let keys = app
-        .sessions
+    jwks_through(&app.sessions).await
+}
+
+/// `jwks` through `sessions`.
+pub async fn jwks_through(sessions: &SessionServiceClient<Svc>) -> Jwks {
+    let keys = sessions
         .clone()
         .get_jwks(pb::GetJwksRequest {})
         .await
@@ -116,10 +163,15 @@ pub async fn jwks(app: &TestApp) -> Jwks {
 /// Verifies `token` as a platform service would (issuer and audience `tenancy`, the
 /// server's defaults).
 pub async fn verified(app: &TestApp, token: &str) -> AccessClaims {
-    let keys = VerifyingKeys::from_jwks(&jwks(app).await);
+    verify_now(&jwks(app).await, token)
+        .unwrap_or_else(|e| panic!("the access token does not verify: {e}"))
+}
+
+/// Verifies `token` now with the keys of `jwks`, as `verified` does.
+pub fn verify_now(jwks: &Jwks, token: &str) -> Result<AccessClaims, VerifyError> {
     verify(
         token,
-        &keys,
+        &VerifyingKeys::from_jwks(jwks),
         &Expected {
             issuer: "tenancy",
             audience: "tenancy",
@@ -127,7 +179,6 @@ pub async fn verified(app: &TestApp, token: &str) -> AccessClaims {
         },
         chrono::Utc::now(),
     )
-    .unwrap_or_else(|e| panic!("the access token does not verify: {e}"))
 }
 
 /// The `session.*` events of the log, as (type, session id, revoke reason).

@@ -3,7 +3,7 @@
 
 use std::{
     net::SocketAddr,
-    process::{ExitStatus, Output, Stdio},
+    process::{ExitStatus, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -17,7 +17,7 @@ use tenancy_client::pb::{
 };
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, Command},
+    process::Child,
     task::JoinHandle,
 };
 use tonic::{
@@ -32,44 +32,7 @@ use super::{create_request, get_by_email};
 use crate::helpers::{
     ADMIN_KEY, Backend, BearerKey, GOOD_PASSWORD, eventually, spawn_app, unique_email,
 };
-
-/// `tenancy` with a clean environment: none of the caller's settings leak in.
-fn tenancy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tenancy"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TENANCY_") || name == "DATABASE_URL" || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs a `tenancy` subcommand on `database_url` (through `DATABASE_URL`) to the end.
-async fn run_command(database_url: &str, args: &[&str]) -> Output {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tenancy()
-            .env("DATABASE_URL", database_url)
-            .args(args)
-            .output(),
-    )
-    .await
-    .expect("the command finished")
-    .expect("run tenancy")
-}
-
-fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
+use crate::serve_child::{lines, run_command, tenancy};
 
 type Lines = Arc<Mutex<Vec<String>>>;
 

@@ -16,17 +16,18 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use super::{create_user, get_by_email};
 use crate::helpers::{Backend, TestApp, spawn_tls_app, tls_channel, unique_email};
+use tenancy::config::ServeArgs;
 
 /// A CA, a server certificate it signed (for 127.0.0.1 and localhost), a client
 /// certificate it signed, and a client certificate it did not sign.
-struct Pki {
+pub struct Pki {
     _dir: TempDir,
-    ca_pem: String,
-    ca_path: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client: (String, String),
-    stranger: (String, String),
+    pub ca_pem: String,
+    pub ca_path: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client: (String, String),
+    pub stranger: (String, String),
 }
 
 fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose) -> (CertificateParams, KeyPair) {
@@ -49,7 +50,7 @@ fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
     (params.self_signed(&key).expect("CA"), key)
 }
 
-fn pki() -> Pki {
+pub fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca_cert, ca_key) = ca("tenancy test CA");
     let (params, server_key) = leaf(
@@ -84,8 +85,14 @@ fn pki() -> Pki {
     }
 }
 
+/// Serves TLS with the server certificate of `pki`.
+pub fn serve_tls(pki: &Pki, serve: &mut ServeArgs) {
+    serve.tls_cert = Some(pki.server_cert.clone());
+    serve.tls_key = Some(pki.server_key.clone());
+}
+
 /// Client settings that trust the test CA and present `identity`, if any.
-fn trusting(pki: &Pki, identity: Option<&(String, String)>) -> ClientTlsConfig {
+pub fn trusting(pki: &Pki, identity: Option<&(String, String)>) -> ClientTlsConfig {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&pki.ca_pem))
         .domain_name("localhost");
@@ -116,10 +123,7 @@ async fn tls_serves_clients_that_trust_the_certificate_and_no_one_else() {
     let pki = pki();
     let app = spawn_tls_app(
         Backend::Sqlite,
-        |serve| {
-            serve.tls_cert = Some(pki.server_cert.clone());
-            serve.tls_key = Some(pki.server_key.clone());
-        },
+        |serve| serve_tls(&pki, serve),
         trusting(&pki, None),
     )
     .await;
@@ -160,8 +164,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
     let app = spawn_tls_app(
         Backend::Sqlite,
         |serve| {
-            serve.tls_cert = Some(pki.server_cert.clone());
-            serve.tls_key = Some(pki.server_key.clone());
+            serve_tls(&pki, serve);
             serve.tls_client_ca = Some(pki.ca_path.clone());
         },
         trusting(&pki, Some(&pki.client)),
@@ -199,8 +202,7 @@ async fn a_client_that_never_completes_the_tls_handshake_is_dropped(backend: Bac
     let app = spawn_tls_app(
         backend,
         |serve| {
-            serve.tls_cert = Some(pki.server_cert.clone());
-            serve.tls_key = Some(pki.server_key.clone());
+            serve_tls(&pki, serve);
             serve.tls_handshake_timeout = 1;
         },
         trusting(&pki, None),
