@@ -4,7 +4,7 @@
 mod batches;
 mod listing;
 mod recovery;
-mod second_factor;
+pub(crate) mod second_factor;
 mod sign_in;
 
 use futures::future::join_all;

@@ -1,6 +1,8 @@
-//! No token in a log line (SPEC §11): a server logging everything it can (`trace`)
-//! through sign-in, refresh, reuse, revocation and a token misused as an API key writes
-//! no access token, no refresh token, and neither the master key nor the password.
+//! No token in a log line (SPEC §11, §12): a server logging everything it can
+//! (`trace`) through sign-in, refresh, reuse, revocation, a token misused as an API key,
+//! a second factor enrolled and used, and reset and verification tokens writes no
+//! access token, no refresh token, no TOTP secret, code or recovery code, no one-time
+//! token, and neither the master key nor the password.
 
 use std::{fs::File, process::Stdio};
 
@@ -70,6 +72,72 @@ async fn no_token_and_no_master_key_is_ever_logged(backend: Backend) {
         .await
         .expect("GET the JWKS");
     assert_eq!(http.status(), 200);
+    // A second factor enrolled, confirmed and used; reset and verification tokens.
+    let mut users = child.users.clone();
+    let enrolled = users
+        .enroll_totp(pb::EnrollTotpRequest {
+            user_id: user.uuid.clone(),
+        })
+        .await
+        .expect("enroll")
+        .into_inner();
+    let totp = crate::users::second_factor::generator(&enrolled.secret);
+    crate::users::second_factor::away_from_a_step_boundary().await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let recovery_codes = users
+        .confirm_totp(pb::ConfirmTotpRequest {
+            user_id: user.uuid.clone(),
+            code: totp.code_at(now - 30),
+        })
+        .await
+        .expect("confirm")
+        .into_inner()
+        .recovery_codes;
+    let code = totp.code_at(now);
+    let with_code = sessions
+        .clone()
+        .create_session(pb::CreateSessionRequest {
+            email: user.email.clone(),
+            password: GOOD_PASSWORD.into(),
+            customer_id: String::new(),
+            totp_code: code.clone(),
+        })
+        .await
+        .expect("sign in with a code")
+        .into_inner();
+    let with_recovery = sessions
+        .clone()
+        .create_session(pb::CreateSessionRequest {
+            email: user.email.clone(),
+            password: GOOD_PASSWORD.into(),
+            customer_id: String::new(),
+            totp_code: recovery_codes[0].clone(),
+        })
+        .await
+        .expect("sign in with a recovery code")
+        .into_inner();
+    let reset_token = users
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: user.email.clone(),
+        })
+        .await
+        .expect("reset")
+        .into_inner()
+        .token;
+    let verification_token = users
+        .request_email_verification(pb::RequestEmailVerificationRequest {
+            user_id: user.uuid.clone(),
+        })
+        .await
+        .expect("verification")
+        .into_inner()
+        .token;
+    users
+        .verify_email(pb::VerifyEmailRequest {
+            token: verification_token.clone(),
+        })
+        .await
+        .expect("verify");
     assert!(child.terminate().await.success());
 
     assert_eq!(reused.code(), Code::Unauthenticated);
@@ -100,6 +168,24 @@ async fn no_token_and_no_master_key_is_ever_logged(backend: Backend) {
         secrets.push((name, access_token.clone()));
         secrets.push((name, signature.to_string()));
         secrets.push((name, refresh_token.clone()));
+    }
+    secrets.push(("the TOTP secret", enrolled.secret.clone()));
+    secrets.push(("the TOTP URI", enrolled.otpauth_uri.clone()));
+    secrets.push(("a TOTP code", format!("\"{code}\"")));
+    secrets.push(("a TOTP code", format!("={code}")));
+    for recovery_code in &recovery_codes {
+        secrets.push(("a recovery code", recovery_code.clone()));
+    }
+    secrets.push(("the reset token", reset_token));
+    secrets.push(("the verification token", verification_token));
+    for (name, token) in [
+        ("signed in with a code", &with_code.access_token),
+        (
+            "signed in with a recovery code",
+            &with_recovery.access_token,
+        ),
+    ] {
+        secrets.push((name, token.clone()));
     }
     for (name, secret) in secrets {
         assert!(!logged.contains(&secret), "{name}: {secret} is in the log");

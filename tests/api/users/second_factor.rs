@@ -20,7 +20,7 @@ use crate::helpers::{
 use crate::sessions::{sign_in_with, user_with_password};
 
 /// The enrolled generator of a user, from the base32 secret.
-fn generator(secret: &str) -> Totp {
+pub(crate) fn generator(secret: &str) -> Totp {
     let bytes = totp_rs::Secret::try_from_base32(secret)
         .expect("a base32 secret")
         .to_vec();
@@ -32,7 +32,7 @@ fn unix_now() -> u64 {
 }
 
 /// Waits until at least 4 s from either end of the current 30 s step.
-async fn away_from_a_step_boundary() {
+pub(crate) async fn away_from_a_step_boundary() {
     loop {
         let into = unix_now() % 30;
         if (4..=26).contains(&into) {
