@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let header = r#"{"alg":"EdDSA","typ":"at+jwt","kid":"01JBENCHKEY0000000000000000"}"#;
-    // A customer owner's token with a dozen permissions: about 700 bytes, as tenancy signs.
+    // A customer owner's token with a dozen permissions: about 900 bytes, as tenancy signs.
     let permissions = [
         "customers",
         "accounts",

@@ -123,11 +123,6 @@ impl JwksSource for GrpcJwks {
             .get_jwks(pb::GetJwksRequest {})
             .await
             .map_err(|status| format!("GetJwks: {:?}: {}", status.code(), status.message()))?;
-        Ok(response
-            .into_inner()
-            .keys
-            .into_iter()
-            .map(Jwk::from)
-            .collect())
+        Ok(response.into_inner().keys)
     }
 }
