@@ -3,8 +3,11 @@
 # package (clients/python) from this checkout into a fresh venv and runs its unit
 # tests, starts `tenancy serve` on a free loopback port over a fresh SQLite file, and
 # runs the same scenario with clients/python/examples/smoke.py and with the Rust
-# example clients/rust/examples/smoke.rs, and builds clients/node (npm ci, generated
-# TypeScript, tsc), runs its unit tests and clients/node/examples/smoke.ts. Called by .ci/run after the release build;
+# example clients/rust/examples/smoke.rs (after the Rust client's unit tests, and its
+# token-verifier bench on a few thousand tokens), and builds clients/node (npm ci,
+# generated TypeScript, tsc), runs its unit tests and clients/node/examples/smoke.ts.
+# Each scenario ends with a session: sign-in, the access token verified offline by the
+# package's verifier, refresh, revoke. Called by .ci/run after the release build;
 # by hand: `cargo build --release && bash .ci/clients.sh`.
 # Environment: TENANCY_BIN (default target/release/tenancy).
 set -euo pipefail
@@ -69,8 +72,12 @@ done
 echo "== Python smoke scenario"
 TENANCY_SMOKE_KEY=$KEY "$PY" "$ROOT/clients/python/examples/smoke.py" "$ADDR"
 
-echo "== Rust smoke scenario (clients/rust/examples/smoke.rs)"
-cargo build --locked --release -q -p tenancy-client --example smoke
+echo "== Rust: tenancy-client's unit tests, the verifier bench, the smoke scenario (clients/rust/examples/smoke.rs)"
+# In release, beside the examples: `cargo test` at the root runs the server's tests only,
+# and one profile and feature set builds the client's dependencies once.
+cargo test --locked --release -q -p tenancy-client --lib
+cargo build --locked --release -q -p tenancy-client --example smoke --example verify_bench
+"$ROOT/target/release/examples/verify_bench" 5000
 TENANCY_SMOKE_KEY=$KEY "$ROOT/target/release/examples/smoke" "http://$ADDR"
 
 echo "== Node: npm ci, generate from proto/ (buf + protoc-gen-es), tsc, unit tests, smoke scenario"

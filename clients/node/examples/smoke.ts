@@ -1,9 +1,24 @@
 /**
  * The clients' smoke scenario through @tenancy/client (.ci/clients.sh):
  * `node dist/examples/smoke.js http://HOST:PORT`, the API key in TENANCY_SMOKE_KEY.
+ * Ends with a session: sign-in as the owner, its access token verified offline by
+ * `Verifier` (JWKS over gRPC, and over HTTP), refreshed and verified again, revoked, and
+ * the revoked session's refresh refused.
  */
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, ServingStatus, StatusDetails, connect, pb, retryCreate } from "../src/index.js";
+import {
+  Code,
+  ConnectError,
+  ServingStatus,
+  StatusDetails,
+  Verifier,
+  VerifyError,
+  connect,
+  jwksOverGrpc,
+  jwksOverHttp,
+  pb,
+  retryCreate,
+} from "../src/index.js";
 
 const PASSWORD = "correct horse battery staple 42";
 
@@ -14,7 +29,8 @@ function check(condition: unknown, message: string): void {
   }
 }
 
-const client = connect(process.argv[2], process.env.TENANCY_SMOKE_KEY ?? "", { timeoutMs: 10_000 });
+const baseUrl = process.argv[2];
+const client = connect(baseUrl, process.env.TENANCY_SMOKE_KEY ?? "", { timeoutMs: 10_000 });
 const tag = randomBytes(5).toString("hex");
 
 const health = await client.health.check({});
@@ -83,3 +99,45 @@ try {
   check(fields.includes("customer.email") && fields.includes("customer.first_name"), `violations: ${fields}`);
   console.log(`ok   node: INVALID_ARGUMENT names ${fields.join(", ")}`);
 }
+
+// Sign-in, offline verification, refresh, sign-out (SPEC §11), as the customer's owner.
+const created = await client.sessions.createSession({
+  email: customer!.email,
+  password: PASSWORD,
+  customerId: customer!.uuid,
+});
+const sessionId = created.session?.uuid ?? "";
+// The server runs with the default issuer and audience, both "tenancy".
+const verifier = new Verifier(jwksOverGrpc(client.transport), { issuer: "tenancy", audience: "tenancy" });
+const claims = await verifier.verify(created.accessToken);
+check(
+  claims.sub === customer!.ownerUserId &&
+    claims.sid === sessionId &&
+    claims.iss === "tenancy" &&
+    claims.aud.includes("tenancy") &&
+    claims.customerId === customer!.uuid &&
+    claims.owner,
+  `claims ${JSON.stringify(claims)} for session ${sessionId}`,
+);
+const elsewhere = new Verifier(jwksOverHttp(`${baseUrl}/.well-known/jwks.json`), { issuer: "tenancy", audience: "billing" });
+const wrongAudience = await elsewhere.verify(created.accessToken).then(
+  () => "accepted",
+  (error) => (error instanceof VerifyError ? error.rule : String(error)),
+);
+check(wrongAudience === "wrong_audience", `a verifier for billing said ${wrongAudience}`);
+console.log(
+  `ok   node: CreateSession ${sessionId}; the access token verifies offline (sub, sid, iss, aud, customer_id), not for another audience`,
+);
+
+const refreshed = await client.sessions.refreshSession({ refreshToken: created.refreshToken });
+const again = await verifier.verify(refreshed.accessToken);
+check(again.sid === claims.sid && again.jti !== claims.jti && again.sub === claims.sub, `refreshed claims ${JSON.stringify(again)}`);
+console.log("ok   node: RefreshSession; the new access token verifies, same session");
+
+await client.sessions.revokeSession({ sessionId });
+const afterRevoke = await client.sessions.refreshSession({ refreshToken: refreshed.refreshToken }).then(
+  () => "refreshed",
+  (error) => Code[StatusDetails.fromError(error).code],
+);
+check(afterRevoke === Code[Code.Unauthenticated], `the revoked session's refresh got ${afterRevoke}`);
+console.log("ok   node: RevokeSession; the revoked session's refresh is UNAUTHENTICATED");

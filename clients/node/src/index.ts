@@ -7,6 +7,9 @@
  * - `StatusDetails.fromError`: the `google.rpc` details of a failed call as typed values.
  * - `retryCreate`: a create retried with one `request_id` on UNAVAILABLE, ABORTED and
  *   DEADLINE_EXCEEDED, so the server answers every attempt with the first result.
+ * - `Verifier`: access tokens (sessions' JWTs) verified offline against the JWKS, cached
+ *   by `kid` (`jwksOverGrpc`, `jwksOverHttp`): typed `AccessClaims`, or a `VerifyError`
+ *   whose `rule` names what failed.
  */
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -26,11 +29,24 @@ import { Health } from "../gen/health/v1/health_pb.js";
 import { AccountService } from "../gen/tenancy/v1/account_service_pb.js";
 import { CustomerService } from "../gen/tenancy/v1/customer_service_pb.js";
 import { EventService } from "../gen/tenancy/v1/event_service_pb.js";
+import { SessionService } from "../gen/tenancy/v1/session_service_pb.js";
 import { UserService } from "../gen/tenancy/v1/user_service_pb.js";
 
 export * as pb from "./pb.js";
 export { HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/health/v1/health_pb.js";
 export { Code, ConnectError };
+export {
+  MAX_TOKEN_BYTES,
+  Verifier,
+  VerifyError,
+  jwksOverGrpc,
+  jwksOverHttp,
+  usableKeys,
+  type AccessClaims,
+  type FetchJwks,
+  type VerifierOptions,
+  type VerifyRule,
+} from "./verify.js";
 
 /** The key cannot be sent as a header value (empty, or not visible ASCII). */
 export class InvalidApiKey extends Error {
@@ -59,12 +75,13 @@ export interface ConnectOptions {
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; servername?: string };
 }
 
-/** The four service clients over one transport, every call carrying the key. */
+/** The service clients over one transport, every call carrying the key. */
 export interface TenancyClient {
   users: Client<typeof UserService>;
   customers: Client<typeof CustomerService>;
   accounts: Client<typeof AccountService>;
   events: Client<typeof EventService>;
+  sessions: Client<typeof SessionService>;
   /** `grpc.health.v1.Health` (it needs no key; sending one does no harm). */
   health: Client<typeof Health>;
   transport: Transport;
@@ -83,6 +100,7 @@ export function connect(baseUrl: string, key: string, options: ConnectOptions = 
     customers: createClient(CustomerService, transport),
     accounts: createClient(AccountService, transport),
     events: createClient(EventService, transport),
+    sessions: createClient(SessionService, transport),
     health: createClient(Health, transport),
     transport,
   };

@@ -4,7 +4,10 @@
 
 Health; a customer with its new owner; an account; a member; CheckAccess allowed and
 denied; an INVALID_ARGUMENT read through StatusDetails; a create whose first answer is
-lost, retried by retry_create with the same request_id, gets the first resource.
+lost, retried by retry_create with the same request_id, gets the first resource; a
+session: sign-in as the owner, its access token verified offline by Verifier (JWKS over
+HTTP, and over gRPC), refreshed and verified again, revoked, and the revoked session's
+refresh refused.
 """
 
 import os
@@ -17,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import tenancy_client
 from tenancy.v1 import account_service_pb2 as accounts
 from tenancy.v1 import customer_service_pb2 as customers
+from tenancy.v1 import session_service_pb2 as sessions
 from tenancy.v1 import user_service_pb2 as users
 
 PASSWORD = "correct horse battery staple 42"
@@ -90,6 +94,44 @@ def main():
             fields = details.violated_fields()
             check("customer.email" in fields and "customer.first_name" in fields, f"violations: {fields}")
         print(f"ok   python: INVALID_ARGUMENT names {', '.join(fields)}")
+
+        session_scenario(client, target, customer)
+
+
+def session_scenario(client, target, customer):
+    """Sign-in, offline verification, refresh, sign-out (SPEC §11), as the customer's owner."""
+    created = client.sessions.CreateSession(sessions.CreateSessionRequest(
+        email=customer.email, password=PASSWORD, customer_id=customer.uuid))
+    # The server runs with the default issuer and audience, both "tenancy".
+    verifier = tenancy_client.Verifier.over_http(
+        f"http://{target}/.well-known/jwks.json", issuer="tenancy", audience="tenancy")
+    claims = verifier.verify(created.access_token)
+    check(claims.sub == customer.owner_user_id and claims.sid == created.session.uuid
+          and claims.iss == "tenancy" and "tenancy" in claims.aud
+          and claims.customer_id == customer.uuid and claims.owner,
+          f"claims {claims} for session {created.session.uuid}")
+    elsewhere = tenancy_client.Verifier.over_grpc(client.channel, issuer="tenancy", audience="billing")
+    try:
+        elsewhere.verify(created.access_token)
+        check(False, "a verifier for billing accepted the token")
+    except tenancy_client.VerifyError as error:
+        check(error.rule == "wrong_audience", f"a verifier for billing said {error}")
+    print(f"ok   python: CreateSession {created.session.uuid}; the access token verifies offline "
+          "(sub, sid, iss, aud, customer_id), not for another audience")
+
+    refreshed = client.sessions.RefreshSession(sessions.RefreshSessionRequest(refresh_token=created.refresh_token))
+    again = verifier.verify(refreshed.access_token)
+    check(again.sid == claims.sid and again.jti != claims.jti and again.sub == claims.sub,
+          f"refreshed claims {again}")
+    print("ok   python: RefreshSession; the new access token verifies, same session")
+
+    client.sessions.RevokeSession(sessions.RevokeSessionRequest(session_id=created.session.uuid))
+    try:
+        client.sessions.RefreshSession(sessions.RefreshSessionRequest(refresh_token=refreshed.refresh_token))
+        check(False, "the revoked session was refreshed")
+    except grpc.RpcError as error:
+        check(error.code() == grpc.StatusCode.UNAUTHENTICATED, f"the revoked session's refresh got {error.code()}")
+    print("ok   python: RevokeSession; the revoked session's refresh is UNAUTHENTICATED")
 
 
 class LostAnswer(grpc.RpcError):

@@ -5,11 +5,15 @@
 //! Health; a customer with its new owner; an account; a member; CheckAccess allowed
 //! and denied; an INVALID_ARGUMENT read through `StatusDetails`; a create whose first
 //! answer is lost, retried by `retry_create` with the same `request_id`, gets the
-//! first resource.
+//! first resource; a session: sign-in as the owner, its access token verified offline
+//! by `Verifier` (JWKS over gRPC), refreshed and verified again, revoked, and the
+//! revoked session's refresh refused.
 
 use std::sync::{Arc, Mutex};
 
-use tenancy_client::{RetryPolicy, StatusDetails, pb, retry_create, tonic};
+use tenancy_client::{
+    Expected, RetryPolicy, StatusDetails, Verifier, VerifyError, pb, retry_create, tonic,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -210,6 +214,76 @@ async fn main() -> Result<(), Failure> {
         format!("violations: {fields:?}"),
     )?;
     println!("ok   rust: INVALID_ARGUMENT names {}", fields.join(", "));
+
+    sessions(&client, &customer).await
+}
+
+/// Sign-in, offline verification, refresh, sign-out (SPEC §11), as the customer's owner.
+async fn sessions(client: &tenancy_client::Client, customer: &pb::Customer) -> Result<(), Failure> {
+    let created = client
+        .sessions()
+        .create_session(pb::CreateSessionRequest {
+            email: customer.email.clone(),
+            password: PASSWORD.into(),
+            customer_id: customer.uuid.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let session = created.session.ok_or("CreateSession returned no session")?;
+    // The server runs with the default issuer and audience, both `tenancy`.
+    let verifier = Verifier::grpc(client.channel(), Expected::new("tenancy", "tenancy"));
+    let claims = verifier.verify(&created.access_token).await?;
+    check(
+        claims.sub.to_string() == customer.owner_user_id
+            && claims.sid.to_string() == session.uuid
+            && claims.iss == "tenancy"
+            && claims.aud.contains("tenancy")
+            && claims.customer_id.map(|c| c.to_string()) == Some(customer.uuid.clone())
+            && claims.owner,
+        format!("claims {claims:?} for session {session:?}"),
+    )?;
+    let elsewhere = Verifier::grpc(client.channel(), Expected::new("tenancy", "billing"));
+    let refused = elsewhere.verify(&created.access_token).await;
+    check(
+        matches!(refused, Err(VerifyError::WrongAudience { .. })),
+        format!("a verifier for billing said {refused:?}"),
+    )?;
+    println!("ok   rust: CreateSession; its access token verifies offline, not for billing");
+
+    let refreshed = client
+        .sessions()
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: created.refresh_token.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let again = verifier.verify(&refreshed.access_token).await?;
+    check(
+        again.sid == claims.sid && again.jti != claims.jti && again.sub == claims.sub,
+        format!("refreshed claims {again:?}"),
+    )?;
+    println!("ok   rust: RefreshSession; the new access token verifies, same session");
+
+    client
+        .sessions()
+        .revoke_session(pb::RevokeSessionRequest {
+            session_id: session.uuid.clone(),
+        })
+        .await?;
+    let refused = client
+        .sessions()
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: refreshed.refresh_token,
+            ..Default::default()
+        })
+        .await;
+    check(
+        matches!(&refused, Err(status) if status.code() == tonic::Code::Unauthenticated),
+        format!("the revoked session's refresh got {refused:?}"),
+    )?;
+    println!("ok   rust: RevokeSession; the revoked session's refresh is UNAUTHENTICATED");
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use crate::{
     pb::{
         account_service_client::AccountServiceClient,
         customer_service_client::CustomerServiceClient, event_service_client::EventServiceClient,
-        user_service_client::UserServiceClient,
+        session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
     },
 };
 
@@ -164,7 +164,7 @@ pub async fn connect(
     Connector::new(endpoint, key).connect().await
 }
 
-/// One connection shared by the four service clients; cheap to clone.
+/// One connection shared by the service clients; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
     channel: Channel,
@@ -195,6 +195,10 @@ impl Client {
 
     pub fn events(&self) -> EventServiceClient<AuthChannel> {
         EventServiceClient::new(self.intercepted())
+    }
+
+    pub fn sessions(&self) -> SessionServiceClient<AuthChannel> {
+        SessionServiceClient::new(self.intercepted())
     }
 
     /// The channel without the key, e.g. for `grpc.health.v1.Health`.

@@ -8,6 +8,9 @@
 //!   `ErrorInfo` reasons, retry delays) as typed values.
 //! - [`retry_create`]: a create retried with one `request_id` on UNAVAILABLE, ABORTED
 //!   and DEADLINE_EXCEEDED, so the server answers every attempt with the first result.
+//! - [`Verifier`]: access tokens (sessions' JWTs) verified offline against the JWKS,
+//!   cached by `kid`: typed [`AccessClaims`], or a [`VerifyError`] naming the rule
+//!   that failed.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,11 +43,32 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Verifying an access token in a service that tenancy's sign-in serves:
+//!
+//! ```no_run
+//! # async fn run(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! use tenancy_client::{Expected, Verifier, VerifyError};
+//!
+//! let channel = tonic::transport::Channel::from_static("http://127.0.0.1:50051").connect_lazy();
+//! // One per process: it caches the JWKS (GetJwks needs no API key).
+//! let verifier = Verifier::grpc(channel, Expected::new("tenancy", "billing"));
+//! match verifier.verify(token).await {
+//!     Ok(claims) => println!("user {} in session {}", claims.sub, claims.sid),
+//!     Err(VerifyError::Expired { .. }) => println!("refresh the session"),
+//!     Err(error) => println!("refused: {error}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod auth;
 mod channel;
 mod details;
+mod jwks;
 mod retry;
+mod token;
+mod verifier;
 
 /// The generated `tenancy.v1` messages and clients.
 pub mod pb {
@@ -57,7 +81,10 @@ pub mod pb {
 pub use auth::{ApiKey, InvalidApiKey};
 pub use channel::{AuthChannel, Client, ConnectError, Connector, Tls, connect};
 pub use details::StatusDetails;
+pub use jwks::{GrpcJwks, JwksSource, KeySet, jwks_from_json};
 pub use retry::{IdempotentCreate, RetryPolicy, is_retryable, retry_create};
+pub use token::{AccessClaims, Audience, Expected, MAX_TOKEN_BYTES, Unverified, VerifyError};
+pub use verifier::Verifier;
 
 /// Re-exported so callers use the same tonic as the generated clients.
 pub use tonic;

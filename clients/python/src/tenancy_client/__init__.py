@@ -11,6 +11,10 @@
 - :func:`retry_create`: a create retried with one ``request_id`` on UNAVAILABLE,
   ABORTED and DEADLINE_EXCEEDED, so the server answers every attempt with the first
   result.
+- :class:`Verifier`: access tokens (sessions' JWTs) verified offline against the
+  JWKS, cached by ``kid`` (:func:`jwks_over_grpc`, :func:`jwks_over_http`): typed
+  :class:`AccessClaims`, or a :class:`VerifyError` whose ``rule`` names what
+  failed.
 
 ::
 
@@ -26,21 +30,39 @@
         except grpc.RpcError as error:
             for violation in tenancy_client.StatusDetails.from_error(error).field_violations:
                 print(violation.field, violation.description)
+
+    # In a service that verifies tenancy's access tokens (one verifier per process):
+    verifier = tenancy_client.Verifier.over_http(
+        "http://127.0.0.1:50051/.well-known/jwks.json", issuer="tenancy", audience="billing")
+    try:
+        claims = verifier.verify(token)
+        print(claims.sub, claims.sid, claims.permissions)
+    except tenancy_client.VerifyError as error:
+        print("refused:", error.rule, error.detail)  # "expired": refresh the session
 """
 
 from ._auth import ApiKey, InvalidApiKey
 from ._channel import Client, Tls, connect
 from ._details import StatusDetails
+from ._jwks import KeyCache, jwks_over_grpc, jwks_over_http
 from ._retry import RetryPolicy, is_retryable, retry_create
+from ._verify import AccessClaims, Rule, Verifier, VerifyError
 
 __all__ = [
+    "AccessClaims",
     "ApiKey",
     "Client",
     "InvalidApiKey",
+    "KeyCache",
     "RetryPolicy",
+    "Rule",
     "StatusDetails",
     "Tls",
+    "Verifier",
+    "VerifyError",
     "connect",
     "is_retryable",
+    "jwks_over_grpc",
+    "jwks_over_http",
     "retry_create",
 ]

@@ -11,6 +11,7 @@ from tenancy.v1 import (
     account_service_pb2_grpc,
     customer_service_pb2_grpc,
     event_service_pb2_grpc,
+    session_service_pb2_grpc,
     user_service_pb2_grpc,
 )
 
@@ -44,7 +45,7 @@ class Tls:
 
 
 class Client:
-    """One channel shared by the four service stubs, each call carrying the API key.
+    """One channel shared by the service stubs, each call carrying the API key.
 
     Use as a context manager, or call :meth:`close`.
     """
@@ -57,6 +58,7 @@ class Client:
         self.customers = customer_service_pb2_grpc.CustomerServiceStub(intercepted)
         self.accounts = account_service_pb2_grpc.AccountServiceStub(intercepted)
         self.events = event_service_pb2_grpc.EventServiceStub(intercepted)
+        self.sessions = session_service_pb2_grpc.SessionServiceStub(intercepted)
 
     def close(self) -> None:
         self.channel.close()
