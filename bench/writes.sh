@@ -3,14 +3,16 @@
 # a ratio measured in this run: CreateUser (no password) and CreateCustomer at 16
 # callers ÷ pgbench's plain INSERT of a row of the same shape (a copy of the table with
 # its indexes, in the same database), on one instance and on two instances sharing the
-# database; the visibility lag (event `time` to arrival on a StreamEvents stream) p99
-# under that load; SQLite's CreateUser rate; the relay's throughput on a backlog of
-# 100,000 events and its lag under the write load.
+# database; the visibility lag (a create's answer to its event's arrival on a
+# StreamEvents stream) p99 under that load; SQLite's CreateUser rate; the relay's
+# throughput on a backlog of 100,000 events and its lag under the write load.
 #
 #   bash bench/writes.sh
 #
 # Knobs: WRITES_DURATION (seconds per measurement, 10), WRITES_DB_CONNECTIONS (per
 # instance, 34: half serve point reads, so 17 write connections for 16 callers),
+# WRITES_SERVER (the server binary, target/release/tenancy: point it at an older
+# build to compare before and after with the same load generator),
 # WRITES_BACKLOG (relay backlog, 100000; 0 skips the relay), WRITES_PG_URL
 # (postgres://postgres@127.0.0.1:5432), WRITES_NATS_URL (nats://127.0.0.1:4222).
 set -euo pipefail
@@ -22,6 +24,8 @@ BACKLOG=${WRITES_BACKLOG:-100000}
 PG_ROOT=${WRITES_PG_URL:-postgres://postgres@127.0.0.1:5432}
 NATS_URL=${WRITES_NATS_URL:-nats://127.0.0.1:4222}
 KEY=writesadminkey0123456789abcdefghijklmnop
+SERVER_BIN=${WRITES_SERVER:-target/release/tenancy}
+MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 PORT_A=50095
 PORT_B=50096
 METRICS_PORT=50097
@@ -53,8 +57,8 @@ stop_servers() {
 start_server() { # port database-url log [extra flags...]
   local port=$1 url=$2 log=$3
   shift 3
-  DATABASE_URL="$url" TENANCY_ADMIN_KEY=$KEY RUST_LOG=info \
-    target/release/tenancy serve --listen "127.0.0.1:$port" \
+  DATABASE_URL="$url" TENANCY_ADMIN_KEY=$KEY TENANCY_MASTER_KEY=$MASTER_KEY RUST_LOG=info \
+    "$SERVER_BIN" serve --listen "127.0.0.1:$port" \
     --db-max-connections "$CONNECTIONS" "$@" > "$log" 2>&1 &
   SERVERS+=($!)
   for _ in $(seq 1 150); do

@@ -50,7 +50,8 @@ use tenancy_client::pb::{
     CreateUserRequest, GetCustomerRequest, GetEffectiveLimitsRequest, GetUserRequest,
     ListCustomersRequest, ListUsersRequest, User, account_service_client::AccountServiceClient,
     check_access_request, customer_service_client::CustomerServiceClient, get_customer_request,
-    get_user_request, user_service_client::UserServiceClient,
+    get_user_request, session_service_client::SessionServiceClient,
+    user_service_client::UserServiceClient,
 };
 use tonic::{
     Code, Request, Status,
@@ -85,8 +86,11 @@ struct Args {
     #[arg(long, env = "TENANCY_API_KEY", hide_env_values = true)]
     key: String,
     /// The RPC to measure: AuthenticateUser, GetUser, CreateUser, ListUsers,
-    /// GetCustomer (by hostname), ListCustomers, GetEffectiveLimits, CheckAccess or
-    /// CreateCustomer (a PERSONAL customer, all owned by one user made in setup).
+    /// GetCustomer (by hostname), ListCustomers, GetEffectiveLimits, CheckAccess,
+    /// CreateCustomer (a PERSONAL customer, all owned by one user made in setup),
+    /// CreateSession, CreateSessionTotp (users with a second factor; each user signs
+    /// in at most once per --users calls, since a code is accepted once) or
+    /// RefreshSession (each worker rotates its own session's refresh token).
     #[arg(long)]
     rpc: Rpc,
     /// Concurrent workers (requests in flight) of the measured RPC.
@@ -157,9 +161,11 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Also follow StreamEvents (from the log's head, on the first connection) and
-    /// report how long each event that arrives in the window took from its `time`
-    /// (set as its transaction wrote it, just before the commit) to the stream:
-    /// `event_lag_p50_ms`, `event_lag_p99_ms`. Same machine, same clock.
+    /// report, for each resource this run created inside the window, the time from
+    /// its create call's answer to its event's arrival on the stream (0 when the event
+    /// arrived first): `event_lag_p50_ms`, `event_lag_p99_ms`. The answer, not the
+    /// event's `time`, starts the clock: on PostgreSQL `time` is when the event was
+    /// numbered, which would leave out the wait between commit and numbering.
     #[arg(long)]
     event_lag: bool,
 }
@@ -175,9 +181,13 @@ enum Rpc {
     GetEffectiveLimits,
     CheckAccess,
     CreateCustomer,
+    CreateSession,
+    /// CreateSession for users with a second factor: each call sends a current code.
+    CreateSessionTotp,
+    RefreshSession,
 }
 
-const RPCS: [Rpc; 9] = [
+const RPCS: [Rpc; 12] = [
     Rpc::AuthenticateUser,
     Rpc::GetUser,
     Rpc::CreateUser,
@@ -187,6 +197,9 @@ const RPCS: [Rpc; 9] = [
     Rpc::GetEffectiveLimits,
     Rpc::CheckAccess,
     Rpc::CreateCustomer,
+    Rpc::CreateSession,
+    Rpc::CreateSessionTotp,
+    Rpc::RefreshSession,
 ];
 
 impl FromStr for Rpc {
@@ -215,6 +228,9 @@ impl fmt::Display for Rpc {
             Rpc::GetEffectiveLimits => "GetEffectiveLimits",
             Rpc::CheckAccess => "CheckAccess",
             Rpc::CreateCustomer => "CreateCustomer",
+            Rpc::CreateSession => "CreateSession",
+            Rpc::CreateSessionTotp => "CreateSessionTotp",
+            Rpc::RefreshSession => "RefreshSession",
         })
     }
 }
@@ -225,6 +241,8 @@ impl Rpc {
         let service = match self {
             Rpc::GetCustomer | Rpc::ListCustomers | Rpc::CreateCustomer => "CustomerService",
             Rpc::GetEffectiveLimits => "AccountService",
+            Rpc::CreateSession | Rpc::RefreshSession => "SessionService",
+            Rpc::CreateSessionTotp => return "/tenancy.v1.SessionService/CreateSession".into(),
             _ => "UserService",
         };
         format!("/tenancy.v1.{service}/{self}")
@@ -252,12 +270,14 @@ struct Client {
     users: UserServiceClient<Authed>,
     customers: CustomerServiceClient<Authed>,
     accounts: AccountServiceClient<Authed>,
+    sessions: SessionServiceClient<Authed>,
 }
 
 impl Client {
     fn new(channel: Channel, bearer: Bearer) -> Self {
         Self {
             users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            sessions: SessionServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             customers: CustomerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             accounts: AccountServiceClient::with_interceptor(channel, bearer),
         }
@@ -279,6 +299,12 @@ struct Fixture {
     /// Unique per run, for CreateUser emails.
     run: String,
     with_password: bool,
+    /// CreateSessionTotp: each user's TOTP secret (base32), beside `keys`' emails; a
+    /// shared counter hands each call the next user, since a code is accepted once.
+    totp_secrets: Vec<String>,
+    next_user: AtomicU64,
+    /// RefreshSession: each worker's current refresh token (rotated by every call).
+    refresh_tokens: std::sync::Mutex<Vec<String>>,
 }
 
 /// One request of any measured RPC, built apart from sending it so that `--emit-body`
@@ -293,6 +319,17 @@ enum Call {
     GetEffectiveLimits(GetEffectiveLimitsRequest),
     CheckAccess(CheckAccessRequest),
     CreateCustomer(Box<CreateCustomerRequest>),
+    CreateSession(pb::CreateSessionRequest),
+    RefreshSession(pb::RefreshSessionRequest),
+}
+
+/// What a call answered that the workload keeps.
+enum Answer {
+    Nothing,
+    /// A create's resource id (for the event lag).
+    Created(String),
+    /// RefreshSession's rotated refresh token.
+    Refreshed(String),
 }
 
 impl Call {
@@ -351,6 +388,35 @@ impl Call {
                     permission: "customer.read".into(),
                 })
             }
+            Rpc::CreateSession => Call::CreateSession(pb::CreateSessionRequest {
+                email: pick(&fixture.keys),
+                password: PASSWORD.into(),
+                ..Default::default()
+            }),
+            Rpc::CreateSessionTotp => {
+                let next = fixture.next_user.fetch_add(1, Ordering::Relaxed) as usize;
+                let user = next % fixture.keys.len().max(1);
+                Call::CreateSession(pb::CreateSessionRequest {
+                    email: fixture.keys.get(user).cloned().unwrap_or_default(),
+                    password: PASSWORD.into(),
+                    totp_code: fixture
+                        .totp_secrets
+                        .get(user)
+                        .map(|secret| totp_now(secret, 0))
+                        .unwrap_or_default(),
+                    ..Default::default()
+                })
+            }
+            Rpc::RefreshSession => Call::RefreshSession(pb::RefreshSessionRequest {
+                refresh_token: fixture
+                    .refresh_tokens
+                    .lock()
+                    .expect("refresh tokens")
+                    .get(worker)
+                    .cloned()
+                    .unwrap_or_default(),
+                customer_id: String::new(),
+            }),
             Rpc::CreateCustomer => Call::CreateCustomer(Box::new(CreateCustomerRequest {
                 customer: Some(pb::Customer {
                     email: format!("lg-{}-{worker}-{seq}@example.com", fixture.run),
@@ -376,20 +442,47 @@ impl Call {
             Call::GetEffectiveLimits(m) => m.encode_to_vec(),
             Call::CheckAccess(m) => m.encode_to_vec(),
             Call::CreateCustomer(m) => m.encode_to_vec(),
+            Call::CreateSession(m) => m.encode_to_vec(),
+            Call::RefreshSession(m) => m.encode_to_vec(),
         }
     }
 
-    async fn send(self, client: &mut Client) -> Result<(), Status> {
+    async fn send(self, client: &mut Client) -> Result<Answer, Status> {
+        let created = |id: Option<String>| id.map_or(Answer::Nothing, Answer::Created);
+        let other = match self {
+            Call::CreateUser(m) => {
+                let user = client.users.create_user(m).await?.into_inner().user;
+                return Ok(created(user.map(|u| u.uuid)));
+            }
+            Call::CreateCustomer(m) => {
+                let customer = client.customers.create_customer(*m).await?.into_inner().customer;
+                return Ok(created(customer.map(|c| c.uuid)));
+            }
+            Call::CreateSession(m) => {
+                return client.sessions.create_session(m).await.map(|_| Answer::Nothing);
+            }
+            Call::RefreshSession(m) => {
+                let answer = client.sessions.refresh_session(m).await?.into_inner();
+                return Ok(Answer::Refreshed(answer.refresh_token));
+            }
+            other => other,
+        };
+        other.send_read(client).await.map(|()| Answer::Nothing)
+    }
+
+    async fn send_read(self, client: &mut Client) -> Result<(), Status> {
         match self {
             Call::AuthenticateUser(m) => client.users.authenticate_user(m).await.map(drop),
             Call::GetUser(m) => client.users.get_user(m).await.map(drop),
-            Call::CreateUser(m) => client.users.create_user(m).await.map(drop),
+            Call::CreateUser(_)
+            | Call::CreateCustomer(_)
+            | Call::CreateSession(_)
+            | Call::RefreshSession(_) => unreachable!("sent by send"),
             Call::ListUsers(m) => client.users.list_users(m).await.map(drop),
             Call::GetCustomer(m) => client.customers.get_customer(m).await.map(drop),
             Call::ListCustomers(m) => client.customers.list_customers(m).await.map(drop),
             Call::GetEffectiveLimits(m) => client.accounts.get_effective_limits(m).await.map(drop),
             Call::CheckAccess(m) => client.users.check_access(m).await.map(drop),
-            Call::CreateCustomer(m) => client.customers.create_customer(*m).await.map(drop),
         }
     }
 }
@@ -516,6 +609,45 @@ async fn create_user(client: &Client, email: String, password: bool) -> Result<S
     .map(|response| response.into_inner().user.unwrap_or_default().uuid)
 }
 
+/// Enrolls and confirms a second factor for `user_id`; answers its secret. The
+/// confirming code is the previous step's (accepted with one step of skew), so the
+/// current step's code is still unused when the measured calls begin.
+async fn enable_totp(client: &Client, user_id: &str) -> Result<String, String> {
+    let mut users = client.users.clone();
+    let secret = users
+        .enroll_totp(pb::EnrollTotpRequest {
+            user_id: user_id.to_string(),
+        })
+        .await
+        .map_err(|s| format!("setup EnrollTotp failed: {s:?}"))?
+        .into_inner()
+        .secret;
+    users
+        .confirm_totp(pb::ConfirmTotpRequest {
+            user_id: user_id.to_string(),
+            code: totp_now(&secret, -1),
+        })
+        .await
+        .map_err(|s| format!("setup ConfirmTotp failed: {s:?}"))?;
+    Ok(secret)
+}
+
+/// The RFC 6238 code (SHA-1, 6 digits, 30 s) of `secret` (base32) for the current
+/// step plus `steps`.
+fn totp_now(secret: &str, steps: i64) -> String {
+    let bytes = totp_rs::Secret::try_from_base32(secret)
+        .map(|secret| secret.to_vec())
+        .unwrap_or_default();
+    let Ok(totp) = tenancy::domain::second_factor::Totp::new(&bytes, "loadgen", "loadgen") else {
+        return String::new();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    totp.code_at((now + steps * 30).max(0) as u64)
+}
+
 /// Creates a PERSONAL customer owned by `owner` (an existing user: no password, no
 /// hash), with `hostname` when given and `limits` as its `customer_limits`.
 async fn create_customer(
@@ -601,6 +733,9 @@ async fn setup(clients: &[Client], args: &Args, rpc: Rpc, run: &str) -> Result<F
         by_email: args.by_email,
         run: tag.to_string(),
         with_password: args.with_password,
+        totp_secrets: Vec::new(),
+        next_user: AtomicU64::new(0),
+        refresh_tokens: std::sync::Mutex::new(Vec::new()),
     };
     match rpc {
         Rpc::AuthenticateUser | Rpc::GetUser | Rpc::ListUsers => {
@@ -622,6 +757,42 @@ async fn setup(clients: &[Client], args: &Args, rpc: Rpc, run: &str) -> Result<F
                 Rpc::GetUser => created.into_iter().map(|(_, id)| id).collect(),
                 _ => Vec::new(),
             };
+        }
+        Rpc::CreateSession | Rpc::CreateSessionTotp | Rpc::RefreshSession => {
+            let totp = rpc == Rpc::CreateSessionTotp;
+            let created = concurrently(count, 8, |i| {
+                let email = format!("lg-{tag}-{i}@example.com");
+                async move {
+                    let id = create_user(client(i), email.clone(), true).await?;
+                    let secret = if totp {
+                        enable_totp(client(i), &id).await?
+                    } else {
+                        String::new()
+                    };
+                    Ok((email, secret))
+                }
+            })
+            .await?;
+            (fixture.keys, fixture.totp_secrets) = created.into_iter().unzip();
+            if rpc == Rpc::RefreshSession {
+                let keys = &fixture.keys;
+                let tokens = concurrently(args.concurrency.max(1), 8, |i| async move {
+                    let request = pb::CreateSessionRequest {
+                        email: keys[i % keys.len()].clone(),
+                        password: PASSWORD.into(),
+                        ..Default::default()
+                    };
+                    retrying("CreateSession", || {
+                        let request = request.clone();
+                        let mut sessions = client(i).sessions.clone();
+                        async move { sessions.create_session(request).await }
+                    })
+                    .await
+                    .map(|answer| answer.into_inner().refresh_token)
+                })
+                .await?;
+                fixture.refresh_tokens = std::sync::Mutex::new(tokens);
+            }
         }
         Rpc::CreateUser => {}
         Rpc::CreateCustomer => {
@@ -733,6 +904,7 @@ async fn worker(
     window: Window,
     pace: Option<Pace>,
     budget: Option<Arc<AtomicU64>>,
+    lag: Option<Arc<LagBook>>,
 ) -> Tally {
     let mut tally = Tally::new();
     let mut seq: u64 = 0;
@@ -774,12 +946,30 @@ async fn worker(
         let done = Instant::now();
         let done_at = tokio::time::Instant::from_std(done);
         let measured = done_at >= window.start && done_at <= window.end;
+        match &outcome {
+            Ok(Answer::Created(id)) if measured => {
+                if let Some(book) = &lag {
+                    book.answered(id, done);
+                }
+            }
+            Ok(Answer::Refreshed(token)) => {
+                if let Some(slot) = fixture
+                    .refresh_tokens
+                    .lock()
+                    .expect("refresh tokens")
+                    .get_mut(index)
+                {
+                    *slot = token.clone();
+                }
+            }
+            _ => {}
+        }
         match outcome {
-            Ok(()) if measured => {
+            Ok(_) if measured => {
                 let micros = done.duration_since(begun).as_micros().max(1) as u64;
                 tally.histogram.saturating_record(micros);
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(status) => {
                 if tally.first_error.is_none() {
                     tally.first_error =
@@ -803,6 +993,7 @@ fn spawn_workload(
     window: Window,
     rate: Option<f64>,
     requests: Option<u64>,
+    lag: Option<Arc<LagBook>>,
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
     let budget = requests.map(|n| Arc::new(AtomicU64::new(n)));
     let workers = concurrency.max(1);
@@ -825,6 +1016,7 @@ fn spawn_workload(
                 window,
                 pace,
                 budget.clone(),
+                lag.clone(),
             ))
         })
         .collect()
@@ -987,10 +1179,12 @@ async fn run(args: Args) -> Result<(), String> {
         end: start + Duration::from_secs_f64(args.duration),
         timeout: Duration::from_secs_f64(args.timeout),
     };
-    let lag = match (&first_channel, args.event_lag) {
-        (Some(channel), true) => {
-            Some(follow_event_lag(channel.clone(), Bearer(bearer.clone()), window).await?)
-        }
+    let lag_book = args.event_lag.then(|| Arc::new(LagBook::default()));
+    let lag = match (&first_channel, &lag_book) {
+        (Some(channel), Some(book)) => Some(
+            follow_event_lag(channel.clone(), Bearer(bearer.clone()), window, book.clone())
+                .await?,
+        ),
         _ => None,
     };
     let background_handles = background.map(|fixture| {
@@ -999,6 +1193,7 @@ async fn run(args: Args) -> Result<(), String> {
             fixture,
             args.background_concurrency,
             window,
+            None,
             None,
             None,
         )
@@ -1010,6 +1205,7 @@ async fn run(args: Args) -> Result<(), String> {
         window,
         args.rate,
         args.requests,
+        lag_book.clone(),
     );
     let tally = collect(handles).await;
     // With --requests the workload may end before the window does.
@@ -1057,8 +1253,9 @@ async fn run(args: Args) -> Result<(), String> {
             bg,
         ));
     }
-    if let Some(lag) = lag {
-        let histogram = lag.await.map_err(|e| e.to_string())?;
+    if let (Some(lag), Some(book)) = (lag, &lag_book) {
+        lag.await.map_err(|e| e.to_string())?;
+        let histogram = book.histogram();
         lines.push(("event_lag_events".into(), histogram.len().into()));
         for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
             let value = if histogram.is_empty() {
@@ -1087,13 +1284,68 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Streams events from the log's head and records, for each that arrives inside the
-/// window, the time from its `time` to its arrival.
+/// Pairs each created resource's answer with its event's arrival; whichever comes
+/// second records the lag (0 when the event came first).
+#[derive(Default)]
+struct LagBook {
+    state: std::sync::Mutex<LagState>,
+}
+
+struct LagState {
+    /// Resource id → when its answer (`true`) or its event (`false`) was seen first.
+    pending: std::collections::HashMap<String, (bool, Instant)>,
+    histogram: Histogram<u64>,
+}
+
+impl Default for LagState {
+    fn default() -> Self {
+        Self {
+            pending: Default::default(),
+            histogram: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
+        }
+    }
+}
+
+impl LagBook {
+    fn answered(&self, id: &str, at: Instant) {
+        self.seen(id, true, at);
+    }
+
+    fn arrived(&self, id: &str, at: Instant) {
+        self.seen(id, false, at);
+    }
+
+    fn seen(&self, id: &str, answer: bool, at: Instant) {
+        let mut state = self.state.lock().expect("lag book");
+        match state.pending.remove(id) {
+            Some((first_was_answer, first)) if first_was_answer != answer => {
+                let lag = if answer {
+                    Duration::ZERO
+                } else {
+                    at.saturating_duration_since(first)
+                };
+                state
+                    .histogram
+                    .saturating_record((lag.as_micros() as u64).max(1));
+            }
+            _ => {
+                state.pending.insert(id.to_string(), (answer, at));
+            }
+        }
+    }
+
+    fn histogram(&self) -> Histogram<u64> {
+        self.state.lock().expect("lag book").histogram.clone()
+    }
+}
+
+/// Streams events from the log's head and hands each arrival to the lag book.
 async fn follow_event_lag(
     channel: Channel,
     bearer: Bearer,
     window: Window,
-) -> Result<tokio::task::JoinHandle<Histogram<u64>>, String> {
+    book: Arc<LagBook>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
     let mut events =
         pb::event_service_client::EventServiceClient::with_interceptor(channel, bearer);
     let head = events
@@ -1111,28 +1363,19 @@ async fn follow_event_lag(
         .map_err(|status| format!("StreamEvents: {status:?}"))?
         .into_inner();
     Ok(tokio::spawn(async move {
-        let mut histogram =
-            Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
+        // Events of answers given just before the window's end still arrive after it.
+        let grace = window.end + Duration::from_secs(2);
         loop {
             let message = tokio::select! {
                 message = stream.message() => message,
-                _ = tokio::time::sleep_until(window.end) => break,
+                _ = tokio::time::sleep_until(grace) => break,
             };
             let Ok(Some(message)) = message else { break };
-            if tokio::time::Instant::now() < window.start {
-                continue;
+            let Some(event) = message.event else { continue };
+            if event.r#type.ends_with(".created") {
+                book.arrived(&event.resource_id, Instant::now());
             }
-            let Some(time) = message.event.and_then(|event| event.time) else {
-                continue;
-            };
-            let written = std::time::UNIX_EPOCH
-                + Duration::new(time.seconds.max(0) as u64, time.nanos.max(0) as u32);
-            let lag = std::time::SystemTime::now()
-                .duration_since(written)
-                .unwrap_or_default();
-            let _ = histogram.record((lag.as_micros() as u64).max(1));
         }
-        histogram
     }))
 }
 

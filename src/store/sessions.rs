@@ -5,9 +5,12 @@
 //! (`revoke_sessions_in`, called by the user, member and customer stores), after that
 //! change's own row locks, so a session ends exactly when its cause commits.
 
+use std::sync::OnceLock;
+
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _, DbBackend, EntityTrait as _,
+    FromQueryResult as _, IdenStatic as _, Iterable as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    Statement, sea_query::Expr,
 };
 
 use super::{
@@ -145,13 +148,8 @@ impl Store {
     ) -> Result<SessionGrant> {
         let refused = || Error::Unauthenticated(REFRESH_REFUSED);
         let mut tx = self.begin().await?;
-        let token = session_token::Entity::find_by_id(presented.to_string())
-            .one(tx.txn())
-            .await
-            .map_err(db_error)?
-            .ok_or_else(refused)?;
-        let row = self
-            .locked_session(&tx, Id::from_uuid(token.session_id))
+        let (token_generation, row, user) = self
+            .locked_session_of_token(&tx, presented)
             .await?
             .ok_or_else(refused)?;
         let time = now();
@@ -159,17 +157,12 @@ impl Store {
         if session.status(time) != crate::domain::session::SessionStatus::Active {
             return Err(refused());
         }
-        if token.generation < row.generation {
+        if token_generation < row.generation {
             self.revoke_rows_in(&mut tx, vec![row], RevokeReason::RefreshTokenReused)
                 .await?;
             self.commit(tx).await?;
             return Err(Error::RefreshTokenReused);
         }
-        let user = user::Entity::find_by_id(row.user_id)
-            .one(tx.txn())
-            .await
-            .map_err(db_error)?
-            .ok_or_else(refused)?;
         let user = rows::user_from_row(&user)?;
         if user.status != UserStatus::Active {
             return Err(refused());
@@ -185,6 +178,39 @@ impl Store {
         };
         let (expire_time, absolute_expire_time) = lifetimes.expiry(session.create_time, time);
         let generation = row.generation + 1;
+        if self.backend() == DbBackend::Postgres {
+            // One round trip for both writes: the refresh is a few statements, and each
+            // costs a trip to the server.
+            tx.txn()
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "WITH refreshed AS (UPDATE sessions SET generation = $1, \
+                     last_refresh_time = $2, expire_time = $3, customer_id = $4 WHERE id = $5) \
+                     INSERT INTO session_tokens (digest, session_id, generation) VALUES ($6, $5, $1)",
+                    [
+                        generation.into(),
+                        to_micros(time).into(),
+                        to_micros(expire_time).into(),
+                        customer.map(|id| id.uuid()).into(),
+                        row.id.into(),
+                        issued.into(),
+                    ],
+                ))
+                .await
+                .map_err(db_error)?;
+            self.commit(tx).await?;
+            return Ok(SessionGrant {
+                session: Session {
+                    customer_id: customer,
+                    last_refresh_time: time,
+                    expire_time,
+                    absolute_expire_time,
+                    ..session
+                },
+                user,
+                membership,
+            });
+        }
         session::Entity::update_many()
             .col_expr(session::Column::Generation, Expr::value(generation))
             .col_expr(
@@ -361,6 +387,34 @@ impl Store {
         Ok(deleted)
     }
 
+    /// The session a refresh token of digest `digest` belongs to, locked, with the
+    /// token's generation and the session's user: one statement, since a refresh is
+    /// a hot path and each statement is a round trip.
+    async fn locked_session_of_token(
+        &self,
+        tx: &WriteTx,
+        digest: &str,
+    ) -> Result<Option<(i64, session::Model, user::Model)>> {
+        let backend = self.backend();
+        let sql = token_session_user_sql(backend);
+        let Some(row) = tx
+            .txn()
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [digest.to_string().into()],
+            ))
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let generation: i64 = row.try_get("", "token_generation").map_err(db_error)?;
+        let session = session::Model::from_query_result(&row, "s_").map_err(db_error)?;
+        let user = user::Model::from_query_result(&row, "u_").map_err(db_error)?;
+        Ok(Some((generation, session, user)))
+    }
+
     async fn locked_session(&self, tx: &WriteTx, id: Id) -> Result<Option<session::Model>> {
         let mut query = session::Entity::find_by_id(id.uuid());
         if self.sqlite_writer.is_none() {
@@ -440,4 +494,43 @@ fn not_a_member() -> Error {
         "the user is not an active member of that customer, or the customer is not ACTIVE or SUSPENDED"
             .into(),
     )
+}
+
+/// `SELECT` of a refresh token's generation, its session (columns prefixed `s_`,
+/// locked on PostgreSQL; SQLite's writer lock serialises writes) and the session's
+/// user (prefixed `u_`), by the token's digest.
+fn token_session_user_sql(backend: DbBackend) -> &'static str {
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    let build = |postgres: bool| {
+        let columns = |alias: &str, names: Vec<String>| {
+            names
+                .iter()
+                .map(|name| format!("\"{alias}\".\"{name}\" AS \"{alias}_{name}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sessions = columns(
+            "s",
+            session::Column::iter().map(|c| c.as_str().to_string()).collect(),
+        );
+        let users = columns(
+            "u",
+            user::Column::iter().map(|c| c.as_str().to_string()).collect(),
+        );
+        let (placeholder, lock) = if postgres {
+            ("$1", " FOR UPDATE OF s")
+        } else {
+            ("?", "")
+        };
+        format!(
+            "SELECT t.generation AS token_generation, {sessions}, {users} \
+             FROM session_tokens t JOIN sessions s ON s.id = t.session_id \
+             JOIN users u ON u.id = s.user_id WHERE t.digest = {placeholder}{lock}"
+        )
+    };
+    match backend {
+        DbBackend::Postgres => POSTGRES.get_or_init(|| build(true)),
+        _ => SQLITE.get_or_init(|| build(false)),
+    }
 }
