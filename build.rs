@@ -37,7 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let routes = http_routes::from_pool(&pool)?;
-    fs::write(out_dir.join("http_routes.rs"), http_routes::to_rust(&routes))?;
+    fs::write(
+        out_dir.join("http_routes.rs"),
+        http_routes::to_rust(&routes),
+    )?;
     fs::write(
         out_dir.join("openapi.json"),
         openapi::document(&pool, &routes)?,

@@ -35,20 +35,30 @@ pub fn from_pool(pool: &DescriptorPool) -> Result<Vec<Route>, Box<dyn std::error
                 continue;
             }
             let Value::Message(rule) = options.get_extension(&extension).into_owned() else {
-                return Err(format!("{}: google.api.http is not a message", method.full_name()).into());
+                return Err(
+                    format!("{}: google.api.http is not a message", method.full_name()).into(),
+                );
             };
             let mut rules = vec![rule.clone()];
-            if let Some(Value::List(extra)) = rule.get_field_by_name("additional_bindings").map(|v| v.into_owned()) {
+            if let Some(Value::List(extra)) = rule
+                .get_field_by_name("additional_bindings")
+                .map(|v| v.into_owned())
+            {
                 rules.extend(extra.into_iter().filter_map(|v| match v {
                     Value::Message(m) => Some(m),
                     _ => None,
                 }));
             }
             for (binding, rule) in rules.iter().enumerate() {
-                let (verb, template) = pattern(rule)
-                    .ok_or_else(|| format!("{}: an http rule without a pattern", method.full_name()))?;
+                let (verb, template) = pattern(rule).ok_or_else(|| {
+                    format!("{}: an http rule without a pattern", method.full_name())
+                })?;
                 if !template.starts_with('/') {
-                    return Err(format!("{}: path {template} does not start with /", method.full_name()).into());
+                    return Err(format!(
+                        "{}: path {template} does not start with /",
+                        method.full_name()
+                    )
+                    .into());
                 }
                 routes.push(Route {
                     method: verb,
@@ -82,8 +92,13 @@ fn pattern(rule: &DynamicMessage) -> Option<(String, String)> {
         }
     }
     if rule.has_field_by_name("custom") {
-        if let Some(Value::Message(custom)) = rule.get_field_by_name("custom").map(|v| v.into_owned()) {
-            return Some((string_field(&custom, "kind").to_uppercase(), string_field(&custom, "path")));
+        if let Some(Value::Message(custom)) =
+            rule.get_field_by_name("custom").map(|v| v.into_owned())
+        {
+            return Some((
+                string_field(&custom, "kind").to_uppercase(),
+                string_field(&custom, "path"),
+            ));
         }
     }
     None

@@ -107,7 +107,10 @@ pub fn document(
         }
         let mut properties = Map::new();
         for field in message.fields() {
-            properties.insert(field.json_name().to_owned(), field_schema(&field, &mut pending));
+            properties.insert(
+                field.json_name().to_owned(),
+                field_schema(&field, &mut pending),
+            );
         }
         schemas.insert(
             message.full_name().to_owned(),
@@ -184,17 +187,25 @@ fn message_ref(message: &MessageDescriptor, pending: &mut Vec<MessageDescriptor>
 fn well_known(message: &MessageDescriptor) -> Option<Value> {
     Some(match message.full_name() {
         "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
-        "google.protobuf.Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"}),
-        "google.protobuf.FieldMask" => json!({"type": "string", "description": "Comma-separated lowerCamelCase field paths"}),
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"})
+        }
+        "google.protobuf.FieldMask" => {
+            json!({"type": "string", "description": "Comma-separated lowerCamelCase field paths"})
+        }
         "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
         "google.protobuf.Value" => json!({}),
         "google.protobuf.ListValue" => json!({"type": "array"}),
         "google.protobuf.Empty" => json!({"type": "object"}),
-        "google.protobuf.Any" => json!({"type": "object", "properties": {"@type": {"type": "string"}}, "additionalProperties": true}),
+        "google.protobuf.Any" => {
+            json!({"type": "object", "properties": {"@type": {"type": "string"}}, "additionalProperties": true})
+        }
         "google.protobuf.StringValue" => json!({"type": "string"}),
         "google.protobuf.BoolValue" => json!({"type": "boolean"}),
         "google.protobuf.Int32Value" | "google.protobuf.UInt32Value" => json!({"type": "integer"}),
-        "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => json!({"type": "string", "format": "int64"}),
+        "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => {
+            json!({"type": "string", "format": "int64"})
+        }
         "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => json!({"type": "number"}),
         "google.protobuf.BytesValue" => json!({"type": "string", "contentEncoding": "base64"}),
         _ => return None,
@@ -204,14 +215,18 @@ fn well_known(message: &MessageDescriptor) -> Option<Value> {
 fn kind_schema(kind: &Kind, pending: &mut Vec<MessageDescriptor>) -> Value {
     match kind {
         Kind::Double | Kind::Float => json!({"type": "number"}),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            json!({"type": "integer", "format": "int32"})
+        }
         Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64", "minimum": 0}),
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "string", "format": "int64"}),
         Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64"}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::String => json!({"type": "string"}),
         Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
-        Kind::Enum(e) => json!({"type": "string", "enum": e.values().map(|v| v.name().to_owned()).collect::<Vec<_>>()}),
+        Kind::Enum(e) => {
+            json!({"type": "string", "enum": e.values().map(|v| v.name().to_owned()).collect::<Vec<_>>()})
+        }
         Kind::Message(m) => message_ref(m, pending),
     }
 }

@@ -198,3 +198,61 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grpc_code_has_the_aip_193_http_status() {
+        let table = [
+            (Code::Ok, 200),
+            (Code::Cancelled, 499),
+            (Code::Unknown, 500),
+            (Code::InvalidArgument, 400),
+            (Code::DeadlineExceeded, 504),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::PermissionDenied, 403),
+            (Code::ResourceExhausted, 429),
+            (Code::FailedPrecondition, 400),
+            (Code::Aborted, 409),
+            (Code::OutOfRange, 400),
+            (Code::Unimplemented, 501),
+            (Code::Internal, 500),
+            (Code::Unavailable, 503),
+            (Code::DataLoss, 500),
+            (Code::Unauthenticated, 401),
+        ];
+        for (code, status) in table {
+            assert_eq!(http_status(code, &[]).as_u16(), status, "{code:?}");
+        }
+        let stale = [
+            json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ETAG_MISMATCH"}),
+        ];
+        assert_eq!(http_status(Code::Aborted, &stale).as_u16(), 412);
+    }
+
+    #[test]
+    fn an_rpc_error_body_carries_code_status_message_and_details() {
+        let pool = DescriptorPool::decode(tonic_types::pb::FILE_DESCRIPTOR_SET).expect("pool");
+        let status = <tonic::Status as tonic_types::StatusExt>::with_error_details(
+            Code::InvalidArgument,
+            "bad",
+            tonic_types::ErrorDetails::with_bad_request_violation("customer_id", "is not an id"),
+        );
+        let body: Value =
+            serde_json::from_slice(&ApiError::from_status(status).body(&pool)).unwrap();
+        assert_eq!(body["error"]["code"], 400);
+        assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+        assert_eq!(body["error"]["message"], "bad");
+        assert_eq!(
+            body["error"]["details"][0]["@type"],
+            "type.googleapis.com/google.rpc.BadRequest"
+        );
+        assert_eq!(
+            body["error"]["details"][0]["fieldViolations"][0]["field"],
+            "customer_id"
+        );
+    }
+}

@@ -12,8 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt as _, Limited, StreamBody};
 use prost::Message as _;
 use prost_reflect::{
-    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor,
-    SerializeOptions,
+    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, SerializeOptions,
 };
 use serde_json::{Map, Value};
 use tonic::body::Body;
@@ -90,7 +89,9 @@ impl Gateway {
         let (parts, body) = request.into_parts();
         let (route, variables) = match routes::lookup(&parts.method, parts.uri.path()) {
             Lookup::Found(route, variables) => (route, variables),
-            Lookup::WrongMethod(allowed) => return Err(ApiError::method_not_allowed(&parts.method, allowed)),
+            Lookup::WrongMethod(allowed) => {
+                return Err(ApiError::method_not_allowed(&parts.method, allowed));
+            }
             Lookup::NotFound => return Err(ApiError::not_found()),
         };
         let input = self.message(route.input)?;
@@ -103,7 +104,11 @@ impl Gateway {
             if route.body == "*" {
                 match value {
                     Value::Object(object) => fields = object,
-                    _ => return Err(ApiError::bad_request("the request body must be a JSON object")),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "the request body must be a JSON object",
+                        ));
+                    }
                 }
             } else {
                 fields.insert(route.body.to_owned(), value);
@@ -126,26 +131,29 @@ impl Gateway {
                     .to_str()
                     .ok()
                     .and_then(|v| v.trim().parse::<i64>().ok())
-                    .ok_or_else(|| ApiError::bad_request("header `Last-Event-ID`: not a sequence number"))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_request("header `Last-Event-ID`: not a sequence number")
+                    })?;
                 fields.remove("afterSequence");
                 fields.insert("after_sequence".to_owned(), Value::String(last.to_string()));
             }
         }
         for (name, value) in variables {
-            let field = input
-                .get_field_by_name(name)
-                .ok_or_else(|| ApiError::internal(format!("route field {name} is not in {}", route.input)))?;
+            let field = input.get_field_by_name(name).ok_or_else(|| {
+                ApiError::internal(format!("route field {name} is not in {}", route.input))
+            })?;
             fields.remove(field.json_name());
             fields.remove(field.name());
             fields.insert(name.to_owned(), Value::String(value));
         }
 
+        let mut track = serde_path_to_error::Track::new();
         let message = DynamicMessage::deserialize_with_options(
             input,
-            Value::Object(fields),
+            serde_path_to_error::Deserializer::new(Value::Object(fields), &mut track),
             &DeserializeOptions::new().deny_unknown_fields(true),
         )
-        .map_err(|e| ApiError::bad_request(format!("the request does not fit {}: {e}", route.input)))?;
+        .map_err(|e| ApiError::bad_request(format!("field `{}`: {e}", track.path())))?;
 
         let grpc_request = grpc_request(route, &parts, message.encode_to_vec());
         let response = self
@@ -170,7 +178,9 @@ impl Gateway {
         let trailers = collected.trailers().cloned().unwrap_or_default();
         let mut frames = collected.to_bytes();
         match tonic::Status::from_header_map(&trailers) {
-            Some(status) if status.code() != tonic::Code::Ok => return Err(ApiError::from_status(status)),
+            Some(status) if status.code() != tonic::Code::Ok => {
+                return Err(ApiError::from_status(status));
+            }
             _ => {}
         }
         let payload = next_frame(&mut frames)
@@ -180,9 +190,10 @@ impl Gateway {
         let json = to_json(&message)?;
         let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(json))));
         copy_metadata(&response_parts.headers, response.headers_mut());
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         Ok(response)
     }
 
@@ -231,7 +242,9 @@ fn add_query(
             .get_field_by_name(&name)
             .or_else(|| input.get_field_by_json_name(&name))
             .filter(|field| field.name() != body_field)
-            .ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}`: no such field")))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("query parameter `{name}`: no such field"))
+            })?;
         let scalar = match field.kind() {
             Kind::Bool => match value.as_ref() {
                 "true" => Value::Bool(true),
@@ -245,7 +258,9 @@ fn add_query(
             Kind::Message(message)
                 if !matches!(
                     message.full_name(),
-                    "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask"
+                    "google.protobuf.Timestamp"
+                        | "google.protobuf.Duration"
+                        | "google.protobuf.FieldMask"
                 ) =>
             {
                 return Err(ApiError::bad_request(format!(
@@ -256,7 +271,10 @@ fn add_query(
         };
         let key = field.name().to_owned();
         if field.is_list() {
-            match fields.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+            match fields
+                .entry(key)
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
                 Value::Array(items) => items.push(scalar),
                 _ => unreachable!("query parameters only ever insert arrays for lists"),
             }
@@ -285,7 +303,10 @@ fn grpc_request(route: &Route, parts: &http::request::Parts, message: Vec<u8>) -
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     if let Some(peer) = parts.extensions.get::<crate::grpc::server::PeerAddress>() {
         request.extensions_mut().insert(*peer);
@@ -298,7 +319,11 @@ fn grpc_request(route: &Route, parts: &http::request::Parts, message: Vec<u8>) -
 fn copy_metadata(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         let name_str = name.as_str();
-        if !name_str.starts_with("grpc-") && name_str != "content-type" && name_str != "te" && name_str != "trailer" {
+        if !name_str.starts_with("grpc-")
+            && name_str != "content-type"
+            && name_str != "te"
+            && name_str != "trailer"
+        {
             to.append(name.clone(), value.clone());
         }
     }
@@ -329,7 +354,11 @@ pub(super) fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, ApiError> {
 /// A server-streaming RPC's answer as server-sent events: one `data:` line per message
 /// (its JSON), `id:` the event's sequence so `Last-Event-ID` resumes; a failing status
 /// ends the stream with an `event: error` whose data is the error body.
-fn server_sent_events(response: Response<Body>, output: MessageDescriptor, pool: DescriptorPool) -> Response<Body> {
+fn server_sent_events(
+    response: Response<Body>,
+    output: MessageDescriptor,
+    pool: DescriptorPool,
+) -> Response<Body> {
     let body = response.into_body();
     let stream = futures::stream::unfold(
         (body, BytesMut::new(), output, pool, false),
@@ -339,7 +368,10 @@ fn server_sent_events(response: Response<Body>, output: MessageDescriptor, pool:
             }
             loop {
                 if let Some(event) = take_event(&mut buffer, &output) {
-                    return Some((Ok::<_, Infallible>(http_body::Frame::data(event)), (body, buffer, output, pool, false)));
+                    return Some((
+                        Ok::<_, Infallible>(http_body::Frame::data(event)),
+                        (body, buffer, output, pool, false),
+                    ));
                 }
                 match body.frame().await {
                     Some(Ok(frame)) => {
@@ -349,11 +381,17 @@ fn server_sent_events(response: Response<Body>, output: MessageDescriptor, pool:
                             let ending = match tonic::Status::from_header_map(trailers) {
                                 Some(status) if status.code() != tonic::Code::Ok => {
                                     let error = ApiError::from_status(status).body(&pool);
-                                    format!("event: error\ndata: {}\n\n", String::from_utf8_lossy(&error))
+                                    format!(
+                                        "event: error\ndata: {}\n\n",
+                                        String::from_utf8_lossy(&error)
+                                    )
                                 }
                                 _ => return None,
                             };
-                            return Some((Ok(http_body::Frame::data(Bytes::from(ending))), (body, buffer, output, pool, true)));
+                            return Some((
+                                Ok(http_body::Frame::data(Bytes::from(ending))),
+                                (body, buffer, output, pool, true),
+                            ));
                         }
                     }
                     Some(Err(error)) => {
@@ -367,7 +405,10 @@ fn server_sent_events(response: Response<Body>, output: MessageDescriptor, pool:
     );
     let mut response = Response::new(Body::new(StreamBody::new(stream.boxed())));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
@@ -387,7 +428,12 @@ fn take_event(buffer: &mut BytesMut, output: &MessageDescriptor) -> Option<Bytes
     let json = to_json(&message).ok()?;
     let sequence = message
         .get_field_by_name("event")
-        .and_then(|event| event.as_message().and_then(|e| e.get_field_by_name("sequence")).map(|s| s.into_owned()))
+        .and_then(|event| {
+            event
+                .as_message()
+                .and_then(|e| e.get_field_by_name("sequence"))
+                .map(|s| s.into_owned())
+        })
         .and_then(|sequence| sequence.as_i64());
     let mut event = String::with_capacity(json.len() + 32);
     if let Some(sequence) = sequence {
@@ -398,5 +444,3 @@ fn take_event(buffer: &mut BytesMut, output: &MessageDescriptor) -> Option<Bytes
     event.push_str("\n\n");
     Some(Bytes::from(event))
 }
-
-

@@ -39,7 +39,10 @@ pub fn routes(app: App, gateway: Gateway) -> HttpService {
             let gateway = gateway.clone();
             async move {
                 if Gateway::serves(request.uri().path()) {
-                    gateway.handle(request.map(tonic::body::Body::new)).await.into_response()
+                    gateway
+                        .handle(request.map(tonic::body::Body::new))
+                        .await
+                        .into_response()
                 } else {
                     not_found().await
                 }

@@ -66,7 +66,10 @@ pub fn lookup(method: &Method, path: &str) -> Lookup {
 
 /// Matches `path` against `template` (single-segment variables, an optional `:verb`):
 /// the number of literal segments and the variables' values.
-fn match_template(template: &'static str, path: &str) -> Option<(usize, Vec<(&'static str, String)>)> {
+fn match_template(
+    template: &'static str,
+    path: &str,
+) -> Option<(usize, Vec<(&'static str, String)>)> {
     let mut literals = 0;
     let mut variables = Vec::new();
     let mut template_segments = template.strip_prefix('/')?.split('/');
@@ -113,7 +116,10 @@ mod tests {
     fn templates_bind_variables_and_custom_verbs() {
         assert_eq!(
             found(Method::GET, "/v1/customers/abc"),
-            ("/tenancy.v1.CustomerService/GetCustomer", vec![("customer_id", "abc".into())])
+            (
+                "/tenancy.v1.CustomerService/GetCustomer",
+                vec![("customer_id", "abc".into())]
+            )
         );
         assert_eq!(
             found(Method::GET, "/v1/customers:lookup").0,
@@ -125,10 +131,22 @@ mod tests {
         );
         assert_eq!(
             found(Method::POST, "/v1/users/u%201:setPassword"),
-            ("/tenancy.v1.UserService/SetPassword", vec![("user_id", "u 1".into())])
+            (
+                "/tenancy.v1.UserService/SetPassword",
+                vec![("user_id", "u 1".into())]
+            )
         );
-        assert!(matches!(lookup(&Method::PUT, "/v1/customers"), Lookup::WrongMethod(_)));
-        assert!(matches!(lookup(&Method::GET, "/v1/nothing"), Lookup::NotFound));
-        assert!(matches!(lookup(&Method::GET, "/v1/customers/"), Lookup::NotFound));
+        assert!(matches!(
+            lookup(&Method::PUT, "/v1/customers"),
+            Lookup::WrongMethod(_)
+        ));
+        assert!(matches!(
+            lookup(&Method::GET, "/v1/nothing"),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            lookup(&Method::GET, "/v1/customers/"),
+            Lookup::NotFound
+        ));
     }
 }

@@ -44,7 +44,10 @@ async fn a_customer_round_trips_through_create_get_list_update_and_delete(backen
     assert_eq!(got["customer"], created);
     // The ULID names it too, and the lookup binding finds it by email.
     let by_ulid = http
-        .get(&format!("/v1/customers/{}", created["ulid"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/customers/{}",
+            created["ulid"].as_str().unwrap()
+        ))
         .await
         .ok("get by ulid");
     assert_eq!(by_ulid["customer"]["uuid"], id.as_str());

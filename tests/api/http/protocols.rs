@@ -86,7 +86,15 @@ async fn grpc_grpc_web_and_http_json_are_served_at_once_on_one_port(backend: Bac
                     get_over_grpc_web(&web, &base, &id),
                     http.get(&path),
                 );
-                assert_eq!(over_grpc.expect("gRPC").into_inner().customer.unwrap().email, email);
+                assert_eq!(
+                    over_grpc
+                        .expect("gRPC")
+                        .into_inner()
+                        .customer
+                        .unwrap()
+                        .email,
+                    email
+                );
                 assert_eq!(over_web, email);
                 assert_eq!(over_json.ok("JSON")["customer"]["email"], email.as_str());
             }
@@ -119,7 +127,10 @@ async fn http_listen_moves_http_json_to_its_own_listener(backend: Backend) {
     assert_eq!(http.get("/openapi.json").await.status, 200);
     // The gRPC port serves it still.
     assert_eq!(
-        Http::new(&app).get(&format!("/v1/customers/{id}")).await.status,
+        Http::new(&app)
+            .get(&format!("/v1/customers/{id}"))
+            .await
+            .status,
         200
     );
 }

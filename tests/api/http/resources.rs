@@ -33,7 +33,9 @@ async fn accounts_have_their_paths(backend: Backend) {
         .await
         .ok("list");
     assert_eq!(listed["accounts"][0]["uuid"], id);
-    let limits = http.get(&format!("/v1/accounts/{id}/effectiveLimits")).await;
+    let limits = http
+        .get(&format!("/v1/accounts/{id}/effectiveLimits"))
+        .await;
     assert_eq!(limits.status, 200, "{limits:?}");
     let renamed = http
         .patch(
@@ -44,8 +46,15 @@ async fn accounts_have_their_paths(backend: Backend) {
         .ok("update")["account"]
         .clone();
     assert_eq!(renamed["name"], "Renamed");
-    let members = http.get(&format!("/v1/accounts/{id}/users")).await.ok("members");
-    assert!(members.to_string().contains(customer["ownerUserId"].as_str().unwrap()));
+    let members = http
+        .get(&format!("/v1/accounts/{id}/users"))
+        .await
+        .ok("members");
+    assert!(
+        members
+            .to_string()
+            .contains(customer["ownerUserId"].as_str().unwrap())
+    );
     let invited = http
         .post(
             &format!("/v1/accounts/{id}/invitations"),

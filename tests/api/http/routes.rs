@@ -120,7 +120,11 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
         operations.insert(operation["operationId"].as_str().unwrap().to_string());
     }
     let listed: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(listed, ROUTES.len(), "the document lists operations no route serves");
+    assert_eq!(
+        listed,
+        ROUTES.len(),
+        "the document lists operations no route serves"
+    );
     assert_eq!(operations.len(), ROUTES.len(), "operation ids are unique");
     // Every $ref resolves.
     let text = document.to_string();
