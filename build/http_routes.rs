@@ -91,17 +91,13 @@ fn pattern(rule: &DynamicMessage) -> Option<(String, String)> {
             return Some((verb.to_uppercase(), string_field(rule, verb)));
         }
     }
-    if rule.has_field_by_name("custom") {
-        if let Some(Value::Message(custom)) =
-            rule.get_field_by_name("custom").map(|v| v.into_owned())
-        {
-            return Some((
-                string_field(&custom, "kind").to_uppercase(),
-                string_field(&custom, "path"),
-            ));
-        }
+    match rule.get_field_by_name("custom").map(|v| v.into_owned()) {
+        Some(Value::Message(custom)) if rule.has_field_by_name("custom") => Some((
+            string_field(&custom, "kind").to_uppercase(),
+            string_field(&custom, "path"),
+        )),
+        _ => None,
     }
-    None
 }
 
 pub fn to_rust(routes: &[Route]) -> String {

@@ -92,10 +92,9 @@ impl ApiError {
         if let ApiError::Transport {
             allow: Some(allow), ..
         } = &self
+            && let Ok(value) = HeaderValue::from_str(&allow.join(", "))
         {
-            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
+            response.headers_mut().insert(header::ALLOW, value);
         }
         response
     }

@@ -115,12 +115,12 @@ impl Gateway {
             }
         }
         if let Some(query) = parts.uri.query() {
-            if route.body == "*" {
-                if let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes()).next() {
-                    return Err(ApiError::bad_request(format!(
-                        "query parameter `{name}`: this route takes its fields in the JSON body"
-                    )));
-                }
+            if route.body == "*"
+                && let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes()).next()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter `{name}`: this route takes its fields in the JSON body"
+                )));
             }
             add_query(&input, &mut fields, query, route.body)?;
         }
@@ -162,10 +162,10 @@ impl Gateway {
             .oneshot(grpc_request)
             .await
             .unwrap_or_else(|never: Infallible| match never {});
-        if let Some(status) = tonic::Status::from_header_map(response.headers()) {
-            if status.code() != tonic::Code::Ok {
-                return Err(ApiError::from_status(status));
-            }
+        if let Some(status) = tonic::Status::from_header_map(response.headers())
+            && status.code() != tonic::Code::Ok
+        {
+            return Err(ApiError::from_status(status));
         }
         if route.server_streaming {
             return Ok(server_sent_events(response, output, self.pool.clone()));
