@@ -149,6 +149,10 @@ where
         let method = request.uri().path().to_string();
         let request_id = ulid::Ulid::new().to_string();
         let quiet = method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.");
+        let protocol = super::server::Protocol::of(&request);
+        if let Some(metrics) = &self.metrics {
+            metrics.came_in_by(protocol);
+        }
         let metrics = self.metrics.as_ref().map(|metrics| metrics.method(&method));
         if let Some(metrics) = &metrics {
             metrics.started();
@@ -159,7 +163,7 @@ where
             .map(|traces| traces.rpc_span(&method, request.headers(), &request_id));
         let mut call = Call {
             method,
-            protocol: super::server::Protocol::of(&request).as_str(),
+            protocol: protocol.as_str(),
             request_id: request_id.clone(),
             started: Instant::now(),
             quiet,

@@ -135,7 +135,39 @@ async fn http_listen_moves_http_json_to_its_own_listener(backend: Backend) {
     );
 }
 
+async fn rpcs_are_counted_by_the_protocol_they_came_in_by(backend: Backend) {
+    let (app, metrics) = crate::foundation::metrics::spawn_with_metrics(backend, |_| {}).await;
+    let http = Http::new(&app);
+    let id = create_customer(&http, &unique_email("by-protocol")).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    http.get(&format!("/v1/customers/{id}")).await.ok("get");
+    let web = reqwest::Client::builder().http1_only().build().unwrap();
+    get_over_grpc_web(&web, &http.base, &id).await;
+    app.customers
+        .clone()
+        .get_customer(pb::GetCustomerRequest {
+            lookup: Some(pb::get_customer_request::Lookup::CustomerId(id.clone())),
+        })
+        .await
+        .expect("gRPC");
+    let samples = crate::foundation::metrics::scrape(metrics).await;
+    let count = |protocol: &str| {
+        samples
+            .get(&format!(
+                "tenancy_rpc_requests_by_protocol_total{{protocol=\"{protocol}\"}}"
+            ))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert_eq!(count("http"), 2.0, "{samples:?}");
+    assert_eq!(count("grpc-web"), 1.0, "{samples:?}");
+    assert!(count("grpc") >= 1.0, "{samples:?}");
+}
+
 crate::on_both_backends!(
+    rpcs_are_counted_by_the_protocol_they_came_in_by,
     grpc_grpc_web_and_http_json_are_served_at_once_on_one_port,
     http_listen_moves_http_json_to_its_own_listener,
 );
