@@ -99,6 +99,15 @@ impl Gateway {
 
         let mut fields = Map::new();
         if !route.body.is_empty() {
+            // A declared length over the limit is refused before a byte is read.
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > self.max_request_bytes as u64) {
+                return Err(too_large(self.max_request_bytes));
+            }
             let body = self.read_body(body).await?;
             let value = parse_json(&body)?;
             if route.body == "*" {
@@ -210,14 +219,20 @@ impl Gateway {
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body was not sent in time",
             )),
-            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is over {} bytes", self.max_request_bytes),
-            )),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(too_large(self.max_request_bytes))
+            }
             Ok(Err(_)) => Err(ApiError::bad_request("the request body could not be read")),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
     }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over {limit} bytes"),
+    )
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
