@@ -157,10 +157,9 @@ where
         if let Some(metrics) = &metrics {
             metrics.started();
         }
-        let span = self
-            .traces
-            .as_ref()
-            .map(|traces| traces.rpc_span(&method, request.headers(), &request_id));
+        let span = self.traces.as_ref().map(|traces| {
+            traces.rpc_span(&method, request.headers(), &request_id, protocol.as_str())
+        });
         let mut call = Call {
             method,
             protocol: protocol.as_str(),
