@@ -81,7 +81,7 @@ echo "== Python client (stubs from proto/ by grpcio-tools)"
 mkdir -p "$TMP/stubs"
 "$PY" -m grpc_tools.protoc -Iproto \
     --python_out="$TMP/stubs" --grpc_python_out="$TMP/stubs" \
-    proto/tenancy/v1/*.proto
+    proto/google/api/*.proto proto/tenancy/v1/*.proto
 TENANCY_SMOKE_KEY=$KEY "$PY" .ci/smoke_client.py run "$ADDR" --stubs "$TMP/stubs"
 
 echo "== grpcurl $("$GRPCURL" -version 2>&1) (server reflection)"
@@ -113,6 +113,22 @@ set -e
 grep -q 'Code: NotFound' <<<"$notfound" ||
     fail "GetUser of an unknown email: expected Code: NotFound, got: $notfound"
 echo "ok   GetUser of an unknown email: NotFound"
+
+echo "== HTTP/JSON on the same port, and its OpenAPI document"
+"$PY" - "$ADDR" "$KEY" "$TMP/openapi.json" <<'PYEOF' || fail "the HTTP/JSON API did not answer as expected"
+import json, sys, urllib.request
+addr, key, out = sys.argv[1:4]
+with urllib.request.urlopen(f"http://{addr}/openapi.json", timeout=10) as r:
+    open(out, "wb").write(r.read())
+req = urllib.request.Request(f"http://{addr}/v1/customers?pageSize=1",
+                             headers={"authorization": f"Bearer {key}"})
+with urllib.request.urlopen(req, timeout=10) as r:
+    assert r.status == 200 and r.headers["content-type"] == "application/json", r.headers
+    json.load(r)
+PYEOF
+"$(dirname "$PY")/openapi-spec-validator" "$TMP/openapi.json" ||
+    fail "GET /openapi.json is not a valid OpenAPI document"
+echo "ok   GET /v1/customers answers JSON; /openapi.json validates (openapi-spec-validator)"
 
 echo "== server log"
 if grep -qF "$PASSWORD" "$LOG"; then fail "the server log contains a user's password"; fi

@@ -367,6 +367,11 @@ pub struct ServeArgs {
     /// is served there), e.g. `0.0.0.0:9090`. Off when unset.
     #[arg(long, env = "TENANCY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address to serve the HTTP/JSON API (and the JWKS and OpenAPI documents) on a
+    /// listener of its own, e.g. `0.0.0.0:8081`. Unset: they share the gRPC port
+    /// (requests are told apart by content type), where they are served either way.
+    #[arg(long, env = "TENANCY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// OTLP/gRPC collector (e.g. `http://127.0.0.1:4317`): export one span per RPC
     /// (with its request id, child of the caller's W3C `traceparent`). Off when unset.
     #[arg(long, env = "TENANCY_OTLP_ENDPOINT")]
@@ -396,6 +401,9 @@ pub struct ServeArgs {
     /// Not a setting: told the metrics listener's bound address (a test binds port 0).
     #[arg(skip)]
     pub metrics_bound: Option<std::sync::Arc<std::sync::OnceLock<SocketAddr>>>,
+    /// Not a setting: told the HTTP/JSON listener's bound address (a test binds port 0).
+    #[arg(skip)]
+    pub http_bound: Option<std::sync::Arc<std::sync::OnceLock<SocketAddr>>>,
     /// Not a setting: lets a test hold the hashing workers (see `HashingGate`).
     #[arg(skip)]
     pub hashing_gate: Option<HashingGate>,

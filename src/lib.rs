@@ -14,7 +14,8 @@
 //!
 //! - [`signing`] (no tonic, no sea-orm): master key, Ed25519 key ring, access tokens, JWKS.
 //!
-//! - [`http`]: plain HTTP on the gRPC port (the JWKS document).
+//! - [`http`]: plain HTTP on the gRPC port: the JWKS and OpenAPI documents, and the
+//!   HTTP/JSON API, a gateway on routes generated from `proto/` into the same gRPC stack.
 //!
 //! - [`cache`]: answers of the hot reads and the live API keys, kept in memory and
 //!   dropped by the changes that touch them (this process's on commit, others' through

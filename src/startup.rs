@@ -335,14 +335,49 @@ async fn serve_on(
         .layer(AuthLayer::new(app.clone()))
         .layer(InputCheckLayer::new(max_request)?)
         .service(routes);
-    let service = grpc::server::by_content_type(
-        grpc::server::boxed(grpc_stack),
-        crate::http::routes(app.clone()),
+    let grpc_stack = tower::util::BoxCloneSyncService::new(grpc_stack);
+    // HTTP/JSON requests go through the same stack, in-process (see `http::gateway`).
+    let gateway = crate::http::Gateway::new(grpc_stack.clone(), max_request)?;
+    let http_routes = crate::http::routes(app.clone(), gateway);
+    // gRPC-Web (a browser tool) is translated to gRPC in front of the same stack.
+    let grpc_and_web = tower::util::BoxCloneService::new(
+        tower::ServiceBuilder::new()
+            .map_response(|response: http::Response<_>| response.map(tonic::body::Body::new))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .service(grpc_stack),
     );
+    let service = grpc::server::by_content_type(grpc_and_web, http_routes.clone());
+    let http_server = match serve.http_listen {
+        Some(address) => {
+            let http_listener = TcpListener::bind(address).await?;
+            let bound = http_listener.local_addr()?;
+            if let Some(cell) = &serve.http_bound {
+                let _ = cell.set(bound);
+            }
+            tracing::info!(address = %bound, "serving HTTP/JSON on its own listener");
+            let mut stopping = shutting_down_rx.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|down| *down).await;
+            };
+            Some(tokio::spawn(grpc::server::serve(
+                http_listener,
+                listen.clone(),
+                tls_settings(&serve)?,
+                http_routes,
+                stopped,
+            )))
+        }
+        None => None,
+    };
     let server = grpc::server::serve(listener, listen, tls, service, signal);
     let grace = Duration::from_secs(serve.shutdown_grace);
     tokio::select! {
-        result = server => result?,
+        result = server => {
+            result?;
+            if let Some(http_server) = http_server {
+                let _ = http_server.await;
+            }
+        }
         _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_seconds = serve.shutdown_grace, "in-flight RPCs did not finish in time; stopping anyway");
         }

@@ -75,6 +75,8 @@ pub struct RequestLog<S> {
 /// One RPC from its start until its code is known; logged and counted exactly once.
 struct Call {
     method: String,
+    /// grpc, grpc-web or http (the HTTP/JSON API).
+    protocol: &'static str,
     request_id: String,
     started: Instant,
     quiet: bool,
@@ -97,15 +99,15 @@ impl Call {
         }
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let latency_ms = format_args!("{latency_ms:.3}");
-        let (method, request_id) = (&self.method, &self.request_id);
+        let (method, request_id, protocol) = (&self.method, &self.request_id, self.protocol);
         // The request id is a field of this line, not a span around the call: a span
         // per RPC (created, entered on every poll, formatted into the line) cost a
         // fifth of a cached read's CPU. Lines logged during an RPC that an operator
         // must match to it (internal and unavailable errors) carry the id themselves.
         if self.quiet {
-            tracing::debug!(%method, ?code, %latency_ms, %request_id, "rpc");
+            tracing::debug!(%method, %protocol, ?code, %latency_ms, %request_id, "rpc");
         } else {
-            tracing::info!(%method, ?code, %latency_ms, %request_id, "rpc");
+            tracing::info!(%method, %protocol, ?code, %latency_ms, %request_id, "rpc");
         }
     }
 }
@@ -147,16 +149,20 @@ where
         let method = request.uri().path().to_string();
         let request_id = ulid::Ulid::new().to_string();
         let quiet = method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.");
+        let protocol = super::server::Protocol::of(&request);
+        if let Some(metrics) = &self.metrics {
+            metrics.came_in_by(protocol);
+        }
         let metrics = self.metrics.as_ref().map(|metrics| metrics.method(&method));
         if let Some(metrics) = &metrics {
             metrics.started();
         }
-        let span = self
-            .traces
-            .as_ref()
-            .map(|traces| traces.rpc_span(&method, request.headers(), &request_id));
+        let span = self.traces.as_ref().map(|traces| {
+            traces.rpc_span(&method, request.headers(), &request_id, protocol.as_str())
+        });
         let mut call = Call {
             method,
+            protocol: protocol.as_str(),
             request_id: request_id.clone(),
             started: Instant::now(),
             quiet,

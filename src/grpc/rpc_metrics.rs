@@ -20,7 +20,7 @@ use prometheus_client::{
 };
 use prost_reflect::DescriptorPool;
 
-use super::pb;
+use super::{pb, server::Protocol};
 
 /// go-grpc-prometheus's default buckets, in seconds.
 const HANDLING_BUCKETS: [f64; 11] = [
@@ -69,11 +69,18 @@ fn handling_histogram() -> Histogram {
     Histogram::new(HANDLING_BUCKETS)
 }
 
-/// The three RPC families, and each known method's handles onto them.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+/// The three RPC families, and each known method's handles onto them; and RPCs counted
+/// by the protocol they came in by (grpc, grpc-web, http).
 #[derive(Debug)]
 pub struct RpcMetrics {
     methods: HashMap<String, Arc<MethodMetrics>>,
     unknown: Arc<MethodMetrics>,
+    protocols: [Counter; 3],
 }
 
 /// One method's series; a code's counter is created the first time it is answered, so
@@ -163,6 +170,17 @@ impl RpcMetrics {
             "Seconds from an RPC's start to its last response byte (a stream's whole life)",
             handling.clone(),
         );
+        let by_protocol = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "tenancy_rpc_requests_by_protocol",
+            "RPCs started, by the protocol they came in by: grpc, grpc-web or http (JSON)",
+            by_protocol.clone(),
+        );
+        let protocols = [Protocol::Grpc, Protocol::GrpcWeb, Protocol::Http].map(|protocol| {
+            by_protocol.get_or_create_owned(&ProtocolLabels {
+                protocol: protocol.as_str(),
+            })
+        });
         let mut methods = HashMap::new();
         for set in served_descriptor_sets() {
             let pool = match DescriptorPool::decode(set) {
@@ -195,7 +213,18 @@ impl RpcMetrics {
         RpcMetrics {
             methods,
             unknown: Arc::new(MethodMetrics::new(unknown, &started, &handling, &handled)),
+            protocols,
         }
+    }
+
+    /// Counts an RPC that came in by `protocol`.
+    pub fn came_in_by(&self, protocol: Protocol) {
+        let index = match protocol {
+            Protocol::Grpc => 0,
+            Protocol::GrpcWeb => 1,
+            Protocol::Http => 2,
+        };
+        self.protocols[index].inc();
     }
 
     /// The series of the method at `path` (`/package.Service/Method`).

@@ -100,15 +100,48 @@ impl TlsSettings {
     }
 }
 
-/// Sends gRPC requests (`content-type: application/grpc…`) to `grpc`, everything else
-/// to `http`.
+/// The protocol a request came in by, in its extensions (for the request log, metrics
+/// and traces); none means gRPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    GrpcWeb,
+    /// The HTTP/JSON API (`crate::http`), sent on as gRPC in-process.
+    Http,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// The protocol `request` carries in its extensions.
+    pub fn of<B>(request: &Request<B>) -> Protocol {
+        request
+            .extensions()
+            .get::<Protocol>()
+            .copied()
+            .unwrap_or(Protocol::Grpc)
+    }
+}
+
+/// Sends gRPC and gRPC-Web requests (`content-type: application/grpc…`) to `grpc`,
+/// everything else to `http`.
 pub fn by_content_type(grpc: HttpService, http: HttpService) -> HttpService {
-    BoxCloneService::new(tower::service_fn(move |request: Request<Body>| {
-        let is_grpc = request
+    BoxCloneService::new(tower::service_fn(move |mut request: Request<Body>| {
+        let content_type = request
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/grpc"));
+            .unwrap_or_default();
+        let is_grpc = content_type.starts_with("application/grpc");
+        if content_type.starts_with("application/grpc-web") {
+            request.extensions_mut().insert(Protocol::GrpcWeb);
+        }
         let service = if is_grpc { grpc.clone() } else { http.clone() };
         service.oneshot(request)
     }))

@@ -58,7 +58,13 @@ impl Traces {
 
     /// A server span for the RPC at `path` (`/tenancy.v1.UserService/GetUser`), child
     /// of the caller's W3C `traceparent` when it sent one.
-    pub fn rpc_span(&self, path: &str, headers: &http::HeaderMap, request_id: &str) -> RpcSpan {
+    pub fn rpc_span(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        request_id: &str,
+        protocol: &'static str,
+    ) -> RpcSpan {
         let parent = TraceContextPropagator::new().extract(&Headers(headers));
         let (service, method) = path
             .trim_start_matches('/')
@@ -73,6 +79,8 @@ impl Traces {
                 KeyValue::new("rpc.service", service.to_string()),
                 KeyValue::new("rpc.method", method.to_string()),
                 KeyValue::new("tenancy.request_id", request_id.to_string()),
+                // grpc, grpc-web or http (the HTTP/JSON API).
+                KeyValue::new("tenancy.protocol", protocol),
             ])
             .start_with_context(&*self.tracer, &parent);
         RpcSpan(span)

@@ -1,6 +1,14 @@
 //! Plain HTTP on the service's port, beside gRPC (`grpc::server` tells them apart by
-//! content type): the JWKS document that verifiers fetch. Routes answer JSON; an unknown
-//! path is 404 and a known path with another method 405, both with a JSON error body.
+//! content type): the JWKS document that verifiers fetch, the OpenAPI document, and the
+//! HTTP/JSON API under `/v1/` (`gateway`, on routes generated from `proto/`). Routes
+//! answer JSON; an unknown path is 404 and a known path with another method 405, both
+//! with a JSON error body.
+
+mod error;
+mod gateway;
+pub mod routes;
+
+pub use gateway::Gateway;
 
 use std::convert::Infallible;
 
@@ -20,13 +28,26 @@ use crate::{app::App, grpc::server::HttpService};
 const JWKS_MAX_AGE_SECONDS: u32 = 60;
 
 /// The HTTP routes, as the listener's service.
-pub fn routes(app: App) -> HttpService {
+pub fn routes(app: App, gateway: Gateway) -> HttpService {
     let router = Router::new()
         .route(
             "/.well-known/jwks.json",
             get(jwks).fallback(method_not_allowed),
         )
-        .fallback(not_found)
+        .route("/openapi.json", get(openapi).fallback(method_not_allowed))
+        .fallback(move |request: axum::extract::Request| {
+            let gateway = gateway.clone();
+            async move {
+                if Gateway::serves(request.uri().path()) {
+                    gateway
+                        .handle(request.map(tonic::body::Body::new))
+                        .await
+                        .into_response()
+                } else {
+                    not_found().await
+                }
+            }
+        })
         .with_state(app);
     tower::util::BoxCloneService::new(tower::service_fn(
         move |request: axum::http::Request<tonic::body::Body>| {
@@ -65,6 +86,15 @@ async fn jwks(axum::extract::State(app): axum::extract::State<App>) -> Response 
     response
 }
 
+async fn openapi() -> Response {
+    let mut response = (StatusCode::OK, routes::OPENAPI_JSON).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
 }
@@ -83,13 +113,11 @@ async fn method_not_allowed(method: Method) -> Response {
 
 /// An error in the JSON shape of the HTTP API (`{"error": {"code", "message", "status"}}`).
 fn error(code: StatusCode, status: &str, message: &str) -> Response {
-    let body = serde_json::json!({
-        "error": { "code": code.as_u16(), "message": message, "status": status }
-    });
-    let mut response = (code, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    error::error_response(
+        code,
+        serde_json::json!({
+            "error": { "code": code.as_u16(), "message": message, "status": status }
+        }),
+    )
+    .into_response()
 }

@@ -8,7 +8,7 @@ mod event_limits;
 mod events;
 mod frozen_instance;
 mod keys;
-mod metrics;
+pub mod metrics;
 mod point_reads;
 mod probes;
 mod readme;

@@ -8,6 +8,7 @@ mod caching;
 mod customers;
 mod foundation;
 mod hardening;
+mod http;
 mod members;
 mod relay;
 mod serve_child;

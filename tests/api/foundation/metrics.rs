@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// A server with metrics on a port of its own, and that port.
-pub(super) async fn spawn_with_metrics(
+pub(crate) async fn spawn_with_metrics(
     backend: Backend,
     configure: impl FnOnce(&mut tenancy::config::ServeArgs),
 ) -> (TestApp, SocketAddr) {
@@ -57,7 +57,7 @@ async fn http(address: SocketAddr, method: &str, path: &str) -> (String, String)
 }
 
 /// Every sample of a scrape: `name{labels}` → value.
-pub(super) async fn scrape(address: SocketAddr) -> HashMap<String, f64> {
+pub(crate) async fn scrape(address: SocketAddr) -> HashMap<String, f64> {
     let (status, body) = http(address, "GET", "/metrics").await;
     assert!(status.contains("200"), "{status}");
     body.lines()

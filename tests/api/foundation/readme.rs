@@ -1,6 +1,8 @@
-//! README.md shows every RPC (issue 15): its "Every RPC with grpcurl" section has a
-//! grpcurl example for each method that reflection lists (health's included), and each
-//! example's JSON body uses only fields and enum values its request message has.
+//! The docs show every RPC (issue 15): the "Every RPC with grpcurl" sections of
+//! README.md and `docs/*.md` (issue 30 moved the guides there) have a grpcurl example
+//! for each method that reflection lists (health's included), and each example's JSON
+//! body uses only fields and enum values its request message has. The curl examples of
+//! `docs/http-json.md` each name a route, and their bodies fit its request.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,8 +20,32 @@ use tonic_reflection::pb::v1::{
 
 use crate::helpers::{Backend, spawn_app};
 
-const README: &str = include_str!("../../../README.md");
 const SECTION: &str = "## Every RPC with grpcurl";
+
+/// README.md and every guide in `docs/`: (path, text).
+pub fn documents() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = vec![root.join("README.md")];
+    let mut guides: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    guides.sort();
+    paths.extend(guides);
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("a readable document");
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            (name, text)
+        })
+        .collect()
+}
 
 /// What reflection says the server serves: each method (`package.Service/Method`) with
 /// its input type, and the messages and enums of the files that declare them.
@@ -225,14 +251,31 @@ fn is_method(word: &str) -> bool {
     service.contains('.') && service.split('.').all(ident) && ident(method)
 }
 
-/// The grpcurl examples of README's section: for each method named, the `-d` bodies.
-fn examples(readme: &str) -> Result<BTreeMap<String, Vec<Option<String>>>, String> {
-    let start = readme
-        .find(SECTION)
-        .ok_or_else(|| format!("README.md has no section {SECTION:?}"))?;
-    let rest = &readme[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+/// The grpcurl examples of every such section of the documents: for each method
+/// named, the `-d` bodies.
+fn examples(
+    documents: &[(String, String)],
+) -> Result<BTreeMap<String, Vec<Option<String>>>, String> {
     let mut examples: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let sections: Vec<&str> = documents
+        .iter()
+        .flat_map(|(_, text)| {
+            text.match_indices(SECTION).map(move |(start, _)| {
+                let rest = &text[start + SECTION.len()..];
+                &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+            })
+        })
+        .collect();
+    if sections.is_empty() {
+        return Err(format!("no document has a section {SECTION:?}"));
+    }
+    for section in sections {
+        collect_examples(section, &mut examples);
+    }
+    Ok(examples)
+}
+
+fn collect_examples(section: &str, examples: &mut BTreeMap<String, Vec<Option<String>>>) {
     let mut blocks = section.split("```");
     blocks.next(); // the text before the first block
     while let (Some(block), _) = (blocks.next(), blocks.next()) {
@@ -259,7 +302,6 @@ fn examples(readme: &str) -> Result<BTreeMap<String, Vec<Option<String>>>, Strin
             }
         }
     }
-    Ok(examples)
 }
 
 /// Lists what is wrong with the value of a message of type `type_name` at `path`.
@@ -363,8 +405,8 @@ fn lower_camel(name: &str) -> String {
 }
 
 /// Every way `readme` falls short of the served contract, one line each.
-fn problems(readme: &str, contract: &Contract) -> Vec<String> {
-    let examples = match examples(readme) {
+fn problems(documents: &[(String, String)], contract: &Contract) -> Vec<String> {
+    let examples = match examples(documents) {
         Ok(examples) => examples,
         Err(problem) => return vec![problem],
     };
@@ -376,7 +418,7 @@ fn problems(readme: &str, contract: &Contract) -> Vec<String> {
     }
     for (method, bodies) in &examples {
         let Some(input) = contract.methods.get(method) else {
-            problems.push(format!("{method}: shown in README.md, not served"));
+            problems.push(format!("{method}: shown in the docs, not served"));
             continue;
         };
         for body in bodies.iter().flatten() {
@@ -410,19 +452,26 @@ async fn the_readme_shows_a_valid_grpcurl_example_of_every_served_rpc() {
         );
     }
 
-    let found = problems(README, &contract);
+    let documents = documents();
+    let found = problems(&documents, &contract);
     assert!(
         found.is_empty(),
-        "README.md, against the {} RPCs served:\n{}",
+        "README.md and docs/, against the {} RPCs served:\n{}",
         contract.methods.len(),
         found.join("\n")
     );
 
     // The check itself: an example taken out, or a field misspelt, is reported.
-    let without_check_access: String = README
-        .lines()
-        .filter(|line| !line.contains("tenancy.v1.UserService/CheckAccess"))
-        .map(|line| format!("{line}\n"))
+    let without_check_access: Vec<(String, String)> = documents
+        .iter()
+        .map(|(name, text)| {
+            let text = text
+                .lines()
+                .filter(|line| !line.contains("tenancy.v1.UserService/CheckAccess"))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            (name.clone(), text)
+        })
         .collect();
     let found = problems(&without_check_access, &contract);
     assert!(
@@ -431,12 +480,104 @@ async fn the_readme_shows_a_valid_grpcurl_example_of_every_served_rpc() {
             .any(|p| p.starts_with("tenancy.v1.UserService/CheckAccess:")),
         "{found:?}"
     );
-    let misspelt = README.replacen("\"current_password\"", "\"currentpassword\"", 1);
+    let misspelt: Vec<(String, String)> = documents
+        .iter()
+        .map(|(name, text)| {
+            (
+                name.clone(),
+                text.replacen("\"current_password\"", "\"currentpassword\"", 1),
+            )
+        })
+        .collect();
     let found = problems(&misspelt, &contract);
     assert!(
         found
             .iter()
             .any(|p| p.starts_with("tenancy.v1.UserService/ChangePassword.currentpassword:")),
         "{found:?}"
+    );
+}
+
+/// The curl examples of `docs/http-json.md`: (method, path, body).
+fn curl_examples(text: &str) -> Vec<(String, String, Option<String>)> {
+    let mut examples = Vec::new();
+    let mut blocks = text.split("```");
+    blocks.next();
+    while let (Some(block), _) = (blocks.next(), blocks.next()) {
+        let Some(script) = block.strip_prefix("sh\n") else {
+            continue;
+        };
+        for words in commands(script) {
+            if words.first().map(String::as_str) != Some("curl") {
+                continue;
+            }
+            let body = words
+                .iter()
+                .position(|w| w == "-d")
+                .and_then(|i| words.get(i + 1).cloned());
+            let method = words
+                .iter()
+                .position(|w| w == "-X")
+                .and_then(|i| words.get(i + 1).cloned())
+                .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.to_string());
+            let url = words
+                .iter()
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+                .unwrap_or_else(|| panic!("a curl example without a URL: {words:?}"));
+            let path = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+                .unwrap_or_else(|| "/".to_string());
+            examples.push((method, path, body));
+        }
+    }
+    examples
+}
+
+#[test]
+fn every_curl_example_of_the_http_guide_names_a_route_and_fits_its_request() {
+    let documents = documents();
+    let (_, guide) = documents
+        .iter()
+        .find(|(name, _)| name.ends_with("http-json.md"))
+        .expect("docs/http-json.md");
+    let examples = curl_examples(guide);
+    assert!(examples.len() >= 10, "{examples:?}");
+    let pool = prost_reflect::DescriptorPool::decode(tenancy::pb::FILE_DESCRIPTOR_SET)
+        .expect("descriptors");
+    let mut problems = Vec::new();
+    let mut routes_seen = BTreeSet::new();
+    for (method, path, body) in examples {
+        let (path_only, _) = path.split_once('?').unwrap_or((&path, ""));
+        if ["/openapi.json", "/.well-known/jwks.json"].contains(&path_only) {
+            continue;
+        }
+        let method: http::Method = method.parse().expect("an HTTP method");
+        let route = match tenancy::http::routes::lookup(&method, path_only) {
+            tenancy::http::routes::Lookup::Found(route, _) => route,
+            other => {
+                problems.push(format!("{method} {path}: {other:?}"));
+                continue;
+            }
+        };
+        routes_seen.insert(route.rpc);
+        if let Some(body) = body {
+            // A shell-quoted splice ('"$X"') stands for one string.
+            let body = body.replace("$CUSTOMER_ID", "0190f5a6-0000-7000-8000-000000000000");
+            let input = pool.get_message_by_name(route.input).expect("the input");
+            match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(value) => {
+                    if let Err(error) = prost_reflect::DynamicMessage::deserialize(input, value) {
+                        problems.push(format!("{method} {path}: {error}: {body}"));
+                    }
+                }
+                Err(error) => problems.push(format!("{method} {path}: not JSON ({error}): {body}")),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        routes_seen.contains("/tenancy.v1.EventService/StreamEvents"),
+        "the guide shows the event stream"
     );
 }
