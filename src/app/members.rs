@@ -12,6 +12,7 @@ use crate::{
         invitation::{self, Invitation, InvitationStatus},
         membership::{Decision, Membership, MembershipTarget, parse_permission, parse_permissions},
         password::Password,
+        role::parse_role_names,
         user::{Email, NewUser, User, UserStatus, parse_language, parse_name},
         violations::Violations,
     },
@@ -73,6 +74,7 @@ impl App {
         target: TargetRef<'_>,
         member: Option<MemberLookup<'_>>,
         permissions: &[String],
+        roles: &[String],
         owner: bool,
         may_transfer: bool,
     ) -> Result<Membership> {
@@ -97,16 +99,18 @@ impl App {
                 None
             }
         };
+        let roles = parse_role_names(&mut violations, "roles", roles);
         violations.finish()?;
         transfer_allowed(owner, may_transfer)?;
-        let (target_id, member, permissions) = (
+        let (target_id, member, permissions, roles) = (
             target_id.expect("validated above"),
             member.expect("validated above"),
             permissions.expect("validated above"),
+            roles.expect("validated above"),
         );
         once_more_on_contention(|| {
             self.store
-                .add_member(target_id, &member, permissions.clone(), owner)
+                .add_member(target_id, &member, permissions.clone(), roles.clone(), owner)
         })
         .await
     }
@@ -117,6 +121,7 @@ impl App {
         target: TargetRef<'_>,
         user_id: &str,
         permissions: &[String],
+        roles: &[String],
         owner: bool,
         etag_text: &str,
         may_transfer: bool,
@@ -138,16 +143,24 @@ impl App {
                 None
             }
         };
+        let roles = parse_role_names(&mut violations, "roles", roles);
         violations.finish()?;
         transfer_allowed(owner, may_transfer)?;
-        let (target_id, user_id, permissions) = (
+        let (target_id, user_id, permissions, roles) = (
             target_id.expect("validated above"),
             user_id.expect("validated above"),
             permissions.expect("validated above"),
+            roles.expect("validated above"),
         );
         once_more_on_contention(|| {
-            self.store
-                .update_member(target_id, user_id, permissions.clone(), owner, expected)
+            self.store.update_member(
+                target_id,
+                user_id,
+                permissions.clone(),
+                roles.clone(),
+                owner,
+                expected,
+            )
         })
         .await
     }
@@ -208,6 +221,7 @@ impl App {
         target: TargetRef<'_>,
         email: &str,
         permissions: &[String],
+        roles: &[String],
         inviter_user_id: &str,
         key: Option<RequestKey>,
     ) -> Result<(Invitation, String)> {
@@ -226,7 +240,9 @@ impl App {
         } else {
             violations.check("inviter_user_id", Id::parse(inviter_user_id))
         };
+        let roles = parse_role_names(&mut violations, "roles", roles);
         violations.finish()?;
+        let roles = roles.expect("validated above");
         let target_id = target_id.expect("validated above");
         let (token, digest) = invitation::new_token();
         let (email, permissions) = (
@@ -239,6 +255,7 @@ impl App {
                 target_id,
                 &email,
                 permissions.clone(),
+                roles.clone(),
                 inviter,
                 &digest,
                 expire_time,

@@ -134,6 +134,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 TargetRef::Customer(&r.customer_id),
                 member,
                 &r.permissions,
+                &r.roles,
                 r.owner,
                 transfer,
             )
@@ -155,6 +156,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 TargetRef::Customer(&r.customer_id),
                 &r.user_id,
                 &r.permissions,
+                &r.roles,
                 r.owner,
                 &r.etag,
                 transfer,
@@ -213,6 +215,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 TargetRef::Customer(&r.customer_id),
                 &r.email,
                 &r.permissions,
+                &r.roles,
                 &r.inviter_user_id,
                 key,
             )

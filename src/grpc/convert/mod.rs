@@ -17,6 +17,7 @@ use crate::domain::{
     Error, Result, etag,
     event::{Event, EventResource},
     membership::{Membership, MembershipStatus, MembershipTarget},
+    role::Role,
     user::{User, UserFields, UserStatus},
     violations::Violations,
 };
@@ -82,6 +83,23 @@ impl From<&Membership> for pb::Membership {
             } as i32,
             create_time: Some(timestamp(membership.create_time)),
             etag: etag::format(membership.revision),
+            roles: membership.roles.clone(),
+        }
+    }
+}
+
+impl From<&Role> for pb::Role {
+    fn from(role: &Role) -> Self {
+        pb::Role {
+            uuid: role.id.to_string(),
+            ulid: role.id.ulid(),
+            customer_id: role.customer_id.to_string(),
+            name: role.name.clone(),
+            description: role.description.clone(),
+            permissions: role.permissions.clone(),
+            create_time: Some(timestamp(role.create_time)),
+            update_time: Some(timestamp(role.update_time)),
+            etag: etag::format(role.revision),
         }
     }
 }
@@ -111,6 +129,7 @@ impl From<&Event> for pb::Event {
                 EventResource::Membership(membership) => {
                     pb::event::Resource::Membership(membership.into())
                 }
+                EventResource::Role(role) => pb::event::Resource::Role(role.into()),
                 EventResource::Session(session) => {
                     pb::event::Resource::Session(sessions::session_at(session, event.time))
                 }
