@@ -29,6 +29,13 @@ pub enum MembershipTarget {
     Account(Id),
 }
 
+/// What `ListAccessibleResources` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Customer,
+    Account,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipStatus {
     Active,

@@ -23,7 +23,8 @@ use crate::domain::{
     customer::{Customer, CustomerStatus},
     id::Id,
     membership::{
-        AccessFacts, Grant, Membership, MembershipStatus, MembershipTarget, PERMISSIONS, Standing,
+        AccessFacts, Grant, Membership, MembershipStatus, MembershipTarget, PERMISSIONS,
+        ResourceKind, Standing,
     },
     page::{Page, PageRequest},
     refusals,
@@ -602,6 +603,52 @@ impl Store {
             role_ids,
         };
         Ok((customer_id, facts))
+    }
+
+    /// Up to `limit` ids after `after`, in id order, of the customers (the user's
+    /// customer memberships) or accounts (the user's account memberships, and every
+    /// account of a customer the user is a member of, whose owner may act on it) that an
+    /// access decision may allow. A superset: each is then decided like `CheckAccess`.
+    pub async fn access_candidates(
+        &self,
+        user_id: Id,
+        kind: ResourceKind,
+        after: Option<Id>,
+        limit: u64,
+    ) -> Result<Vec<Id>> {
+        let after = after.map(|id| id.uuid()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match kind {
+            ResourceKind::Customer => {
+                "SELECT m.customer_id AS id FROM memberships m \
+                 WHERE m.user_id = $1 AND m.customer_id IS NOT NULL AND m.customer_id > $2 \
+                 ORDER BY m.customer_id LIMIT $3"
+            }
+            ResourceKind::Account => {
+                "SELECT id FROM ( \
+                   SELECT m.account_id AS id FROM memberships m \
+                   WHERE m.user_id = $1 AND m.account_id IS NOT NULL AND m.account_id > $2 \
+                   UNION \
+                   SELECT a.id AS id FROM memberships cm JOIN accounts a ON a.customer_id = cm.customer_id \
+                   WHERE cm.user_id = $1 AND cm.owner AND a.id > $2 \
+                 ) candidates ORDER BY id LIMIT $3"
+            }
+        };
+        let statement = Statement::from_sql_and_values(
+            self.backend(),
+            sql,
+            vec![user_id.uuid().into(), after.into(), limit.into()],
+        );
+        let rows = self
+            .read(|| sea_orm::ConnectionTrait::query_all_raw(&self.db, statement.clone()))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                row.try_get::<sea_orm::prelude::Uuid>("", "id")
+                    .map(Id::from_uuid)
+                    .map_err(db_error)
+            })
+            .collect()
     }
 
     /// Which of a `CheckAccess`'s user and target is missing.

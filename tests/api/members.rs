@@ -26,6 +26,7 @@ pub async fn add(
     app.customers
         .clone()
         .add_customer_user(pb::AddCustomerUserRequest {
+            roles: Vec::new(),
             customer_id: customer_id.into(),
             member: Some(member),
             permissions: perms(permissions),
@@ -44,6 +45,7 @@ pub async fn add_account_member(
     app.accounts
         .clone()
         .add_account_user(pb::AddAccountUserRequest {
+            roles: Vec::new(),
             account_id: account_id.into(),
             member: Some(pb::add_account_user_request::Member::UserId(user_id.into())),
             permissions: perms(permissions),
@@ -215,6 +217,7 @@ async fn permissions_are_replaced_and_etags_checked(backend: Backend) {
     .await
     .unwrap();
     let update = |permissions: &[&str], etag: &str| pb::UpdateCustomerUserRequest {
+        roles: Vec::new(),
         customer_id: customer.uuid.clone(),
         user_id: user.uuid.clone(),
         permissions: perms(permissions),

@@ -16,11 +16,12 @@ use super::pb;
 use crate::domain::{
     Error, Result, etag,
     event::{Event, EventResource},
-    membership::{Membership, MembershipStatus, MembershipTarget},
+    membership::{Membership, MembershipStatus, MembershipTarget, ResourceKind},
     role::Role,
     user::{User, UserFields, UserStatus},
-    violations::Violations,
+    violations::{Read, Violations},
 };
+use crate::app::roles::RoleFields;
 
 /// The value of a conversion, or its violations recorded (these conversions fail only
 /// with validation errors).
@@ -32,6 +33,37 @@ pub(super) fn keep<T>(violations: &mut Violations, result: Result<T>) -> Option<
             None
         }
     }
+}
+
+/// The `resource_type` of `ListAccessibleResources`: unspecified is `None` (required,
+/// so reported by the use case); a number outside the enum is refused here.
+pub fn resource_kind(value: i32) -> Read<Option<ResourceKind>> {
+    let mut violations = Violations::new();
+    let kind = match pb::ResourceType::try_from(value) {
+        Ok(pb::ResourceType::Unspecified) => None,
+        Ok(pb::ResourceType::Customer) => Some(ResourceKind::Customer),
+        Ok(pb::ResourceType::Account) => Some(ResourceKind::Account),
+        Err(_) => {
+            violations.add(
+                "resource_type",
+                format!("{value} is not a ResourceType"),
+            );
+            None
+        }
+    };
+    Read {
+        value: kind,
+        refused: violations.into_refused(),
+    }
+}
+
+/// A request's `Role` fields.
+pub fn role_fields(role: Option<&pb::Role>) -> Option<RoleFields<'_>> {
+    role.map(|role| RoleFields {
+        name: &role.name,
+        description: &role.description,
+        permissions: &role.permissions,
+    })
 }
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
