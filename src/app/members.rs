@@ -122,8 +122,13 @@ impl App {
             roles.expect("validated above"),
         );
         once_more_on_contention(|| {
-            self.store
-                .add_member(target_id, &member, permissions.clone(), roles.clone(), owner)
+            self.store.add_member(
+                target_id,
+                &member,
+                permissions.clone(),
+                roles.clone(),
+                owner,
+            )
         })
         .await
     }
@@ -531,10 +536,9 @@ impl App {
                     );
                     None
                 }
-                Some(target) => violations.check(
-                    &format!("checks[{i}].{}", target.field()),
-                    target.parse(),
-                ),
+                Some(target) => {
+                    violations.check(&format!("checks[{i}].{}", target.field()), target.parse())
+                }
             };
             let permission = violations.check(
                 &format!("checks[{i}].permission"),
@@ -604,7 +608,9 @@ impl App {
             page.expect("validated above"),
         );
         self.store.get_user(user_id).await?;
-        let wanted = usize::try_from(page.size).unwrap_or(usize::MAX).saturating_add(1);
+        let wanted = usize::try_from(page.size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
         let chunk = page.size.saturating_add(1).max(100);
         let mut after = page.after;
         let mut found = Vec::new();

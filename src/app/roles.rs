@@ -118,7 +118,10 @@ impl App {
         let fields = fields.unwrap_or_default();
         let (mut description, mut permissions, mut name_kept) = (false, false, None);
         if mask.is_empty() {
-            violations.add("update_mask", "is required: name the fields to change, or `*`");
+            violations.add(
+                "update_mask",
+                "is required: name the fields to change, or `*`",
+            );
         }
         for (i, path) in mask.iter().enumerate() {
             match path.as_str() {

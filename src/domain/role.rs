@@ -46,7 +46,10 @@ pub fn parse_description(text: &str) -> Result<String, String> {
     if text.chars().count() > MAX_DESCRIPTION {
         return Err(format!("must be at most {MAX_DESCRIPTION} characters"));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("must not contain control characters".into());
     }
     Ok(text.to_string())
@@ -64,10 +67,7 @@ pub fn parse_role_permissions(
         if !PERMISSIONS.contains(&permission.as_str()) {
             violations.add(
                 format!("{field}[{i}]"),
-                format!(
-                    "is not a permission; known: {}",
-                    PERMISSIONS.join(", ")
-                ),
+                format!("is not a permission; known: {}", PERMISSIONS.join(", ")),
             );
             ok = false;
         } else if permissions[..i].contains(permission) {
@@ -84,8 +84,8 @@ pub fn parse_role_permissions(
     })
 }
 
-/// The role names of a membership or invitation request: each a valid name, each once.
-/// Sorted, so a stored set compares equal whatever order it was sent in.
+/// The role names of a membership or invitation request: each a valid name, each once,
+/// in request order (so later violations can name their index; the store sorts them).
 pub fn parse_role_names(
     violations: &mut Violations,
     field: &str,
@@ -101,11 +101,7 @@ pub fn parse_role_names(
             ok = false;
         }
     }
-    ok.then(|| {
-        let mut names = names.to_vec();
-        names.sort_unstable();
-        names
-    })
+    ok.then(|| names.to_vec())
 }
 
 /// Effective permissions: `direct` and every permission of `roles`, in catalogue order.
@@ -117,7 +113,10 @@ pub fn effective_permissions<'a>(
         .iter()
         .filter(|known| {
             direct.iter().any(|p| p == **known)
-                || roles.clone().into_iter().any(|r| r.iter().any(|p| p == **known))
+                || roles
+                    .clone()
+                    .into_iter()
+                    .any(|r| r.iter().any(|p| p == **known))
         })
         .map(|p| p.to_string())
         .collect()
@@ -142,7 +141,11 @@ mod tests {
         let mut violations = Violations::new();
         let names = ["a".to_string(), "B".into(), "a".into()];
         assert!(parse_role_names(&mut violations, "roles", &names).is_none());
-        let perms = ["rooms.read".to_string(), "rooms.fly".into(), "rooms.read".into()];
+        let perms = [
+            "rooms.read".to_string(),
+            "rooms.fly".into(),
+            "rooms.read".into(),
+        ];
         assert!(parse_role_permissions(&mut violations, "role.permissions", &perms).is_none());
         let Err(crate::domain::Error::InvalidArgument(list)) = violations.finish() else {
             panic!("expected invalid argument");
@@ -150,7 +153,12 @@ mod tests {
         let fields: Vec<_> = list.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["roles[1]", "roles[2]", "role.permissions[1]", "role.permissions[2]"]
+            [
+                "roles[1]",
+                "roles[2]",
+                "role.permissions[1]",
+                "role.permissions[2]"
+            ]
         );
     }
 

@@ -56,10 +56,7 @@ pub fn required_access(path: &str) -> Access {
         ) => "customers.read",
         (
             "tenancy.v1.CustomerService",
-            "CreateCustomer"
-            | "UpdateCustomer"
-            | "CreateCustomerRole"
-            | "UpdateCustomerRole"
+            "CreateCustomer" | "UpdateCustomer" | "CreateCustomerRole" | "UpdateCustomerRole"
             | "DeleteCustomerRole",
         ) => "customers.write",
         ("tenancy.v1.CustomerService", "DeleteCustomer") => "customers.delete",

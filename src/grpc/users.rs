@@ -6,7 +6,7 @@ use super::{convert, pb, request_key};
 use crate::{
     app::{
         App,
-        members::{AccessCheck, AcceptorRequest, TargetRef},
+        members::{AcceptorRequest, AccessCheck, TargetRef},
         users::UserLookup,
     },
     domain::{Error, membership::MembershipTarget, password::Password},

@@ -202,6 +202,8 @@ impl Store {
         locked.admit_email(email, None)?;
         self.assignable_roles(&tx, locked.customer.id, &roles, "roles")
             .await?;
+        let mut roles = roles;
+        roles.sort_unstable();
         self.refuse_member_or_pending(&tx, &locked, email).await?;
         let now = now();
         let invitation = Invitation {

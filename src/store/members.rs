@@ -220,6 +220,8 @@ impl Store {
         locked.admit(&user)?;
         self.assignable_roles(&tx, locked.customer.id, &roles, "roles")
             .await?;
+        let mut roles = roles;
+        roles.sort_unstable();
         let (row, membership) = self
             .insert_member(&tx, &locked, &user, permissions, roles)
             .await?;
@@ -356,6 +358,8 @@ impl Store {
         let mut locked = self.lock_target(&tx, target).await?;
         self.assignable_roles(&tx, locked.customer.id, &roles, "roles")
             .await?;
+        let mut roles = roles;
+        roles.sort_unstable();
         let row = self
             .member_row(&tx, target, user_id)
             .await?

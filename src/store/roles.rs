@@ -8,8 +8,10 @@
 //! counts it.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
+    sea_query::{Expr, ExprTrait as _, LikeExpr},
 };
 
 use super::{
@@ -231,12 +233,18 @@ impl Store {
         role.update_time = now();
         role.revision += 1;
         role::Entity::update_many()
-            .col_expr(role::Column::Description, Expr::value(role.description.clone()))
+            .col_expr(
+                role::Column::Description,
+                Expr::value(role.description.clone()),
+            )
             .col_expr(
                 role::Column::Permissions,
                 Expr::value(serde_json::to_string(&role.permissions).map_err(Error::internal)?),
             )
-            .col_expr(role::Column::UpdateTime, Expr::value(to_micros(role.update_time)))
+            .col_expr(
+                role::Column::UpdateTime,
+                Expr::value(to_micros(role.update_time)),
+            )
             .col_expr(role::Column::Revision, Expr::value(role.revision))
             .filter(role::Column::Id.eq(row.id))
             .exec(tx.txn())
@@ -284,8 +292,10 @@ impl Store {
             .all(tx.txn())
             .await
             .map_err(db_error)?;
+        // A prefilter (`_` escaped, the one LIKE wildcard a name may hold); `holds`
+        // decides.
         let pattern = format!("%\"{}\"%", role.name.replace('_', "\\_"));
-        let like = Expr::cust_with_values("roles LIKE ? ESCAPE '\\'", [pattern]);
+        let like = |column: Expr| column.like(LikeExpr::new(pattern.clone()).escape('\\'));
         let member_rows: Vec<String> = membership::Entity::find()
             .select_only()
             .column(membership::Column::Roles)
@@ -294,7 +304,10 @@ impl Store {
                     .add(membership::Column::CustomerId.eq(role.customer_id.uuid()))
                     .add(membership::Column::AccountId.is_in(accounts.clone())),
             )
-            .filter(like.clone())
+            .filter(like(Expr::col((
+                membership::Entity,
+                membership::Column::Roles,
+            ))))
             .into_tuple()
             .all(tx.txn())
             .await
@@ -308,7 +321,10 @@ impl Store {
                     .add(invitation::Column::AccountId.is_in(accounts)),
             )
             .filter(invitation::Column::Status.eq(InvitationStatus::Pending.as_str()))
-            .filter(like)
+            .filter(like(Expr::col((
+                invitation::Entity,
+                invitation::Column::Roles,
+            ))))
             .into_tuple()
             .all(tx.txn())
             .await
@@ -352,11 +368,7 @@ impl Store {
 
     /// The permissions and ids of the roles of `customer_id` named `names` (those that
     /// exist), outside a transaction: what an access decision adds to a membership.
-    pub(crate) async fn role_grants(
-        &self,
-        customer_id: Id,
-        names: &[String],
-    ) -> Result<Vec<Role>> {
+    pub(crate) async fn role_grants(&self, customer_id: Id, names: &[String]) -> Result<Vec<Role>> {
         if names.is_empty() {
             return Ok(Vec::new());
         }

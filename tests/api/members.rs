@@ -2,10 +2,12 @@
 //! invitations (`members/invitations.rs`) and access checks (`members/access.rs`).
 
 mod access;
+mod batch_access;
 mod contention;
 mod deletes;
 mod invitations;
 mod ownership;
+pub mod roles;
 
 use tenancy_client::pb::{self, add_customer_user_request::Member};
 use tonic::{Code, Status};

@@ -13,6 +13,7 @@ pub use invitations::invitation_filter;
 use chrono::{DateTime, Utc};
 
 use super::pb;
+use crate::app::roles::RoleFields;
 use crate::domain::{
     Error, Result, etag,
     event::{Event, EventResource},
@@ -21,7 +22,6 @@ use crate::domain::{
     user::{User, UserFields, UserStatus},
     violations::{Read, Violations},
 };
-use crate::app::roles::RoleFields;
 
 /// The value of a conversion, or its violations recorded (these conversions fail only
 /// with validation errors).
@@ -44,10 +44,7 @@ pub fn resource_kind(value: i32) -> Read<Option<ResourceKind>> {
         Ok(pb::ResourceType::Customer) => Some(ResourceKind::Customer),
         Ok(pb::ResourceType::Account) => Some(ResourceKind::Account),
         Err(_) => {
-            violations.add(
-                "resource_type",
-                format!("{value} is not a ResourceType"),
-            );
+            violations.add("resource_type", format!("{value} is not a ResourceType"));
             None
         }
     };
