@@ -368,7 +368,7 @@ impl Store {
 
     /// The permissions and ids of the roles of `customer_id` named `names` (those that
     /// exist), outside a transaction: what an access decision adds to a membership.
-    pub(crate) async fn role_grants(&self, customer_id: Id, names: &[String]) -> Result<Vec<Role>> {
+    pub async fn role_grants(&self, customer_id: Id, names: &[String]) -> Result<Vec<Role>> {
         if names.is_empty() {
             return Ok(Vec::new());
         }

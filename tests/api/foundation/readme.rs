@@ -1,6 +1,7 @@
-//! README.md shows every RPC (issue 15): its "Every RPC with grpcurl" section has a
-//! grpcurl example for each method that reflection lists (health's included), and each
-//! example's JSON body uses only fields and enum values its request message has.
+//! README.md shows every RPC (issue 15): its "Every RPC with grpcurl" section, with the
+//! `docs/*.md` files, has a grpcurl example for each method that reflection lists
+//! (health's included), and each example's JSON body uses only fields and enum values
+//! its request message has.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -225,7 +226,22 @@ fn is_method(word: &str) -> bool {
     service.contains('.') && service.split('.').all(ident) && ident(method)
 }
 
-/// The grpcurl examples of README's section: for each method named, the `-d` bodies.
+/// Every `docs/*.md` file, whole: their grpcurl examples count like README's.
+fn docs() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    paths.retain(|path| path.extension().is_some_and(|ext| ext == "md"));
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| std::fs::read_to_string(path).expect("a readable docs file"))
+        .collect()
+}
+
+/// The grpcurl examples of README's section and of `docs/*.md`: for each method named,
+/// the `-d` bodies.
 fn examples(readme: &str) -> Result<BTreeMap<String, Vec<Option<String>>>, String> {
     let start = readme
         .find(SECTION)
@@ -233,7 +249,15 @@ fn examples(readme: &str) -> Result<BTreeMap<String, Vec<Option<String>>>, Strin
     let rest = &readme[start + SECTION.len()..];
     let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
     let mut examples: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
-    let mut blocks = section.split("```");
+    for text in std::iter::once(section.to_string()).chain(docs()) {
+        examples_in(&text, &mut examples);
+    }
+    Ok(examples)
+}
+
+/// Adds the grpcurl examples of the `sh` blocks of `text` to `examples`.
+fn examples_in(text: &str, examples: &mut BTreeMap<String, Vec<Option<String>>>) {
+    let mut blocks = text.split("```");
     blocks.next(); // the text before the first block
     while let (Some(block), _) = (blocks.next(), blocks.next()) {
         let Some(script) = block.strip_prefix("sh\n") else {
@@ -259,7 +283,6 @@ fn examples(readme: &str) -> Result<BTreeMap<String, Vec<Option<String>>>, Strin
             }
         }
     }
-    Ok(examples)
 }
 
 /// Lists what is wrong with the value of a message of type `type_name` at `path`.
