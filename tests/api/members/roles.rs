@@ -654,7 +654,34 @@ async fn a_role_deleted_while_it_is_assigned_is_never_left_on_a_membership(backe
     eprintln!("delete won {deleted}, assignment won {assigned}");
 }
 
+async fn access_tokens_carry_the_roles_and_the_effective_permissions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (customer, _) = crate::sessions::customer_with_owner(&app, "tokroles").await;
+    let viewer = create_role(&app, &customer.uuid, "viewer", &["recordings.read"]).await;
+    let member = crate::sessions::user_with_password(&app, "tokmember").await;
+    add_with_roles(&app, &customer.uuid, &member.uuid, &["rooms.read"], &["viewer"])
+        .await
+        .unwrap();
+    let signed_in = crate::sessions::sign_in(&app, &member.email, &customer.uuid)
+        .await
+        .unwrap();
+    let claims = crate::sessions::verified(&app, &signed_in.access_token).await;
+    assert_eq!(claims.roles, ["viewer"]);
+    assert_eq!(claims.permissions, ["rooms.read", "recordings.read"]);
+
+    // A role's change reaches the next token.
+    set_role_permissions(&app, &viewer.uuid, &["reports.read"])
+        .await
+        .unwrap();
+    let refreshed = crate::sessions::refresh(&app, &signed_in.refresh_token, "")
+        .await
+        .unwrap();
+    let claims = crate::sessions::verified(&app, &refreshed.access_token).await;
+    assert_eq!(claims.permissions, ["rooms.read", "reports.read"]);
+}
+
 crate::on_both_backends!(
+    access_tokens_carry_the_roles_and_the_effective_permissions,
     roles_are_created_read_listed_updated_and_deleted_with_events,
     bad_role_input_names_every_field_at_once,
     a_role_grants_its_permissions_and_its_update_reaches_check_access,
