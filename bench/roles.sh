@@ -29,6 +29,16 @@ for _ in $(seq 1 150); do
 done
 timeout 900 target/release/examples/roles_bodies --target "$URL" --key "$KEY" \
   --out "$WORK" --memberships "$MEMBERSHIPS" >&2
+# Each body must be answered OK (h2load counts any HTTP 200, gRPC errors included).
+status() { # path body
+  nghttp -v -d "$WORK/$2" -H ':method: POST' -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "authorization: Bearer $KEY" "$URL$1" 2>&1 | awk '/recv.*grpc-status:/ { print $NF; exit }'
+}
+for pair in UserService/CheckAccess:check_access_role.bin UserService/BatchCheckAccess:batch20.bin \
+  UserService/ListAccessibleResources:list_accessible.bin UserService/GetUser:get_user.bin; do
+  code=$(status "/tenancy.v1.${pair%%:*}" "${pair##*:}")
+  [ "$code" = 0 ] || { echo "${pair%%:*} answered grpc-status $code" >&2; exit 1; }
+done
 rps() { # path body
   h2load -t 1 -c 4 -m 16 -D "$DURATION" --warm-up-time 2 -d "$WORK/$2" \
     -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $KEY" \
