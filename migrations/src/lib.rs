@@ -20,6 +20,7 @@ mod m20261210_000033_add_relay_stream_sequence;
 mod m20261210_000034_create_sessions;
 mod m20261210_000035_create_signing_keys;
 mod m20261210_000036_add_user_recovery;
+mod m20261211_000037_create_roles;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000034_create_sessions::Migration),
             Box::new(m20261210_000035_create_signing_keys::Migration),
             Box::new(m20261210_000036_add_user_recovery::Migration),
+            Box::new(m20261211_000037_create_roles::Migration),
         ]
     }
 }

@@ -10,8 +10,12 @@ use crate::{
         id::Id,
         idempotency::RequestKey,
         invitation::{self, Invitation, InvitationStatus},
-        membership::{Decision, Membership, MembershipTarget, parse_permission, parse_permissions},
+        membership::{
+            Decision, Membership, MembershipTarget, ResourceKind, parse_permission,
+            parse_permissions,
+        },
         password::Password,
+        role::parse_role_names,
         user::{Email, NewUser, User, UserStatus, parse_language, parse_name},
         violations::Violations,
     },
@@ -39,6 +43,16 @@ impl TargetRef<'_> {
             TargetRef::Account(id) => Id::parse(id).map(MembershipTarget::Account),
         }
     }
+}
+
+/// At most this many checks in one `BatchCheckAccess`.
+pub const MAX_BATCH_CHECKS: usize = 100;
+
+/// One check of a `BatchCheckAccess`, as sent.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessCheck<'a> {
+    pub target: Option<TargetRef<'a>>,
+    pub permission: &'a str,
 }
 
 /// How an add request names the user.
@@ -73,6 +87,7 @@ impl App {
         target: TargetRef<'_>,
         member: Option<MemberLookup<'_>>,
         permissions: &[String],
+        roles: &[String],
         owner: bool,
         may_transfer: bool,
     ) -> Result<Membership> {
@@ -97,16 +112,23 @@ impl App {
                 None
             }
         };
+        let roles = parse_role_names(&mut violations, "roles", roles);
         violations.finish()?;
         transfer_allowed(owner, may_transfer)?;
-        let (target_id, member, permissions) = (
+        let (target_id, member, permissions, roles) = (
             target_id.expect("validated above"),
             member.expect("validated above"),
             permissions.expect("validated above"),
+            roles.expect("validated above"),
         );
         once_more_on_contention(|| {
-            self.store
-                .add_member(target_id, &member, permissions.clone(), owner)
+            self.store.add_member(
+                target_id,
+                &member,
+                permissions.clone(),
+                roles.clone(),
+                owner,
+            )
         })
         .await
     }
@@ -117,6 +139,7 @@ impl App {
         target: TargetRef<'_>,
         user_id: &str,
         permissions: &[String],
+        roles: &[String],
         owner: bool,
         etag_text: &str,
         may_transfer: bool,
@@ -138,16 +161,24 @@ impl App {
                 None
             }
         };
+        let roles = parse_role_names(&mut violations, "roles", roles);
         violations.finish()?;
         transfer_allowed(owner, may_transfer)?;
-        let (target_id, user_id, permissions) = (
+        let (target_id, user_id, permissions, roles) = (
             target_id.expect("validated above"),
             user_id.expect("validated above"),
             permissions.expect("validated above"),
+            roles.expect("validated above"),
         );
         once_more_on_contention(|| {
-            self.store
-                .update_member(target_id, user_id, permissions.clone(), owner, expected)
+            self.store.update_member(
+                target_id,
+                user_id,
+                permissions.clone(),
+                roles.clone(),
+                owner,
+                expected,
+            )
         })
         .await
     }
@@ -208,6 +239,7 @@ impl App {
         target: TargetRef<'_>,
         email: &str,
         permissions: &[String],
+        roles: &[String],
         inviter_user_id: &str,
         key: Option<RequestKey>,
     ) -> Result<(Invitation, String)> {
@@ -226,7 +258,9 @@ impl App {
         } else {
             violations.check("inviter_user_id", Id::parse(inviter_user_id))
         };
+        let roles = parse_role_names(&mut violations, "roles", roles);
         violations.finish()?;
+        let roles = roles.expect("validated above");
         let target_id = target_id.expect("validated above");
         let (token, digest) = invitation::new_token();
         let (email, permissions) = (
@@ -239,6 +273,7 @@ impl App {
                 target_id,
                 &email,
                 permissions.clone(),
+                roles.clone(),
                 inviter,
                 &digest,
                 expire_time,
@@ -444,7 +479,19 @@ impl App {
             user_id.expect("validated above"),
             target_id.expect("validated above"),
         );
-        let permission = permission.expect("validated above");
+        self.decide(user_id, target, permission.expect("validated above"))
+            .await
+    }
+
+    /// `CheckAccess`'s answer from the cached facts of `(user_id, target)`, read from
+    /// the database on a miss. Every access answer (single, batch, list) comes here, so
+    /// they cannot disagree.
+    async fn decide(
+        &self,
+        user_id: Id,
+        target: MembershipTarget,
+        permission: &'static str,
+    ) -> Result<Decision> {
         let cache = &self.caches.access;
         let key = (user_id, target);
         if let Some(facts) = cache.get(&key, self.caches.changes.is_fresh()) {
@@ -456,8 +503,161 @@ impl App {
             MembershipTarget::Customer(id) | MembershipTarget::Account(id) => id,
         };
         let decision = facts.decide(permission);
-        cache.insert(ticket, key, facts, vec![user_id, target_id, customer_id]);
+        let mut depends_on = vec![user_id, target_id, customer_id];
+        depends_on.extend(facts.role_ids.iter().copied());
+        cache.insert(ticket, key, facts, depends_on);
         Ok(decision)
+    }
+
+    /// Up to 100 checks about one user, answered in order as `CheckAccess` answers each;
+    /// a check naming a customer or account that does not exist is denied.
+    pub async fn batch_check_access(
+        &self,
+        user_id: &str,
+        checks: &[AccessCheck<'_>],
+    ) -> Result<Vec<Decision>> {
+        let mut violations = Violations::new();
+        let user_id = violations.check("user_id", Id::parse(user_id));
+        if checks.is_empty() {
+            violations.add("checks", "is required: 1 to 100 checks");
+        } else if checks.len() > MAX_BATCH_CHECKS {
+            violations.add(
+                "checks",
+                format!("holds {} checks; at most {MAX_BATCH_CHECKS}", checks.len()),
+            );
+        }
+        let mut parsed = Vec::with_capacity(checks.len());
+        for (i, check) in checks.iter().enumerate() {
+            let target = match check.target {
+                None => {
+                    violations.add(
+                        format!("checks[{i}].target"),
+                        "is required: set customer_id or account_id",
+                    );
+                    None
+                }
+                Some(target) => {
+                    violations.check(&format!("checks[{i}].{}", target.field()), target.parse())
+                }
+            };
+            let permission = violations.check(
+                &format!("checks[{i}].permission"),
+                parse_permission(check.permission),
+            );
+            parsed.push((target, permission));
+        }
+        violations.finish()?;
+        let user_id = user_id.expect("validated above");
+        let mut decisions = Vec::with_capacity(parsed.len());
+        for (target, permission) in parsed {
+            let (target, permission) = (
+                target.expect("validated above"),
+                permission.expect("validated above"),
+            );
+            decisions.push(match self.decide(user_id, target, permission).await {
+                Err(Error::NotFound {
+                    resource: resource @ ("customer" | "account"),
+                }) => Decision {
+                    allowed: false,
+                    reason: if resource == "customer" {
+                        "the customer does not exist"
+                    } else {
+                        "the account does not exist"
+                    },
+                },
+                other => other?,
+            });
+        }
+        Ok(decisions)
+    }
+
+    /// The customers or accounts on which `CheckAccess` allows `permission` to the user,
+    /// keyset-paged in id order. Candidates (the user's memberships, and the accounts of
+    /// customers the user owns) are read in id order and each is decided as
+    /// `CheckAccess` decides it.
+    pub async fn list_accessible_resources(
+        &self,
+        user_id: &str,
+        permission: &str,
+        kind: crate::domain::violations::Read<Option<ResourceKind>>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<MembershipTarget>, String)> {
+        let crate::domain::violations::Read {
+            value: kind,
+            refused,
+        } = kind;
+        let mut violations = Violations::new();
+        let user_id = violations.check("user_id", Id::parse(user_id));
+        let permission = violations.check("permission", parse_permission(permission));
+        if refused.is_empty() && kind.is_none() {
+            violations.add("resource_type", "is required: CUSTOMER or ACCOUNT");
+        }
+        let canonical = format!(
+            "ListAccessibleResources|{}|{}|{:?}",
+            user_id.map(|id| id.to_string()).unwrap_or_default(),
+            permission.unwrap_or(""),
+            kind
+        );
+        let page = self.page_request(&mut violations, &canonical, page_size, page_token)?;
+        refused.over(violations.finish())?;
+        let (user_id, permission, kind, page) = (
+            user_id.expect("validated above"),
+            permission.expect("validated above"),
+            kind.expect("validated above"),
+            page.expect("validated above"),
+        );
+        self.store.get_user(user_id).await?;
+        let wanted = usize::try_from(page.size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let chunk = page.size.saturating_add(1).max(100);
+        let mut after = page.after;
+        let mut found = Vec::new();
+        'scan: loop {
+            let candidates = self
+                .store
+                .access_candidates(user_id, kind, after, chunk)
+                .await?;
+            let exhausted = (candidates.len() as u64) < chunk;
+            for id in candidates {
+                after = Some(id);
+                let target = match kind {
+                    ResourceKind::Customer => MembershipTarget::Customer(id),
+                    ResourceKind::Account => MembershipTarget::Account(id),
+                };
+                let allowed = match self.decide(user_id, target, permission).await {
+                    // Deleted since the candidates were read.
+                    Err(Error::NotFound { .. }) => false,
+                    other => other?.allowed,
+                };
+                if allowed {
+                    found.push(target);
+                    if found.len() == wanted {
+                        break 'scan;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let more = found.len() == wanted;
+        found.truncate(wanted - 1);
+        let next_after = if more {
+            found.last().map(|target| match target {
+                MembershipTarget::Customer(id) | MembershipTarget::Account(id) => *id,
+            })
+        } else {
+            None
+        };
+        Ok(self.page_answer(
+            &canonical,
+            crate::domain::page::Page {
+                items: found,
+                next_after,
+            },
+        ))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod customers;
 mod events;
 pub mod members;
 pub mod recovery;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 

@@ -188,7 +188,11 @@ impl Signing {
             customer_id: grant.session.customer_id.map(|id| id.uuid()),
             permissions,
             owner,
-            roles: Vec::new(),
+            roles: grant
+                .membership
+                .as_ref()
+                .map(|membership| membership.roles.clone())
+                .unwrap_or_default(),
         };
         let token = sign(&self.ring(), &claims, now).map_err(Error::internal)?;
         Ok((
@@ -349,7 +353,7 @@ impl App {
                 &self.signing.lifetimes,
             )
             .await?;
-        self.issue(grant, refresh_token)
+        self.issue(grant, refresh_token).await
     }
 
     /// Redeems a refresh token for new tokens, switching the active customer to
@@ -372,10 +376,29 @@ impl App {
                 &self.signing.lifetimes,
             )
             .await?;
-        self.issue(grant, issued)
+        self.issue(grant, issued).await
     }
 
-    fn issue(&self, grant: SessionGrant, refresh_token: RefreshToken) -> Result<IssuedSession> {
+    /// Signs the access token of `grant`, whose `permissions` claim is the membership's
+    /// effective permissions: its own and its roles' (the rule `CheckAccess` applies).
+    async fn issue(
+        &self,
+        mut grant: SessionGrant,
+        refresh_token: RefreshToken,
+    ) -> Result<IssuedSession> {
+        if let (Some(membership), Some(customer_id)) =
+            (grant.membership.as_mut(), grant.session.customer_id)
+            && !membership.roles.is_empty()
+        {
+            let roles = self
+                .store
+                .role_grants(customer_id, &membership.roles)
+                .await?;
+            membership.permissions = crate::domain::role::effective_permissions(
+                &membership.permissions,
+                roles.iter().map(|role| role.permissions.as_slice()),
+            );
+        }
         let (access_token, access_token_expire_time) =
             self.signing.access_token(&grant, chrono::Utc::now())?;
         Ok(IssuedSession {

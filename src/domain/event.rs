@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     account::Account, customer::Customer, id::Id, invitation::Invitation, membership::Membership,
-    session::Session, user::User,
+    role::Role, session::Session, user::User,
 };
 
 /// The resource as it is after the change. Holds no secret, token or hash.
@@ -20,6 +20,7 @@ pub enum EventResource {
     Membership(Membership),
     /// Never carries a token.
     Session(Session),
+    Role(Role),
 }
 
 /// An event to append; the store assigns the sequence and the time.
@@ -81,6 +82,7 @@ impl EventResource {
             }
             EventResource::Account(account) => vec![account.customer_id],
             EventResource::Customer(_)
+            | EventResource::Role(_)
             | EventResource::Invitation(_)
             | EventResource::User(_)
             | EventResource::Session(_) => Vec::new(),
@@ -91,6 +93,11 @@ impl EventResource {
 /// Every id a change touches: its resource, its customer, and for a membership its user
 /// and target. A cached read that depends on none of them is unaffected by the change.
 pub fn touched_ids(resource_id: Id, customer_id: Option<Id>, resource: &EventResource) -> Vec<Id> {
+    // A role's change alters only what depends on the role itself (the access answers
+    // of its holders), not every cached read of its customer.
+    if let EventResource::Role(_) = resource {
+        return vec![resource_id];
+    }
     let mut ids = vec![resource_id];
     ids.extend(customer_id);
     ids.extend(resource.related_ids());
@@ -133,6 +140,7 @@ mod tests {
                 target: MembershipTarget::Account(account),
                 owner: false,
                 permissions: Vec::new(),
+                roles: Vec::new(),
                 status: MembershipStatus::Active,
                 create_time: Utc::now(),
                 revision: 1,

@@ -46,6 +46,9 @@ pub struct Invitation {
     pub target: MembershipTarget,
     pub email: Email,
     pub permissions: Vec<String>,
+    /// Names of roles of the target's customer, sorted.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// `None` when an operator invited.
     pub inviter_user_id: Option<Id>,
     /// As stored: PENDING, ACCEPTED or REVOKED (see `status_at`).

@@ -29,6 +29,13 @@ pub enum MembershipTarget {
     Account(Id),
 }
 
+/// What `ListAccessibleResources` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Customer,
+    Account,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipStatus {
     Active,
@@ -60,6 +67,10 @@ pub struct Membership {
     pub owner: bool,
     /// Granted permissions; an owner holds every permission whatever this says.
     pub permissions: Vec<String>,
+    /// Names of roles of the membership's customer, sorted; their permissions add to
+    /// `permissions`.
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub status: MembershipStatus,
     pub create_time: DateTime<Utc>,
     pub revision: i64,
@@ -132,6 +143,8 @@ pub struct AccessFacts {
     /// For an account target: the user's membership of the account's customer, whose
     /// owner may act on every account of it.
     pub customer_member: Option<Grant>,
+    /// The roles whose permissions `member` holds: a change of one changes the facts.
+    pub role_ids: Vec<Id>,
 }
 
 /// An access decision and why, for `CheckAccess`.
@@ -234,6 +247,7 @@ mod tests {
             account: None,
             member: member(false, &["rooms.read"]),
             customer_member: None,
+            role_ids: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod page;
 pub mod password;
 pub mod refusals;
+pub mod role;
 pub mod second_factor;
 pub mod secret_token;
 pub mod session;

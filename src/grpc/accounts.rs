@@ -145,6 +145,7 @@ impl pb::account_service_server::AccountService for AccountApi {
                 TargetRef::Account(&r.account_id),
                 member,
                 &r.permissions,
+                &r.roles,
                 r.owner,
                 transfer,
             )
@@ -166,6 +167,7 @@ impl pb::account_service_server::AccountService for AccountApi {
                 TargetRef::Account(&r.account_id),
                 &r.user_id,
                 &r.permissions,
+                &r.roles,
                 r.owner,
                 &r.etag,
                 transfer,
@@ -224,6 +226,7 @@ impl pb::account_service_server::AccountService for AccountApi {
                 TargetRef::Account(&r.account_id),
                 &r.email,
                 &r.permissions,
+                &r.roles,
                 &r.inviter_user_id,
                 key,
             )

@@ -47,9 +47,18 @@ pub fn required_access(path: &str) -> Access {
     let scope = match (service, method) {
         (
             "tenancy.v1.CustomerService",
-            "GetCustomer" | "ListCustomers" | "ListCustomerUsers" | "ListCustomerInvitations",
+            "GetCustomer"
+            | "ListCustomers"
+            | "ListCustomerUsers"
+            | "ListCustomerInvitations"
+            | "GetCustomerRole"
+            | "ListCustomerRoles",
         ) => "customers.read",
-        ("tenancy.v1.CustomerService", "CreateCustomer" | "UpdateCustomer") => "customers.write",
+        (
+            "tenancy.v1.CustomerService",
+            "CreateCustomer" | "UpdateCustomer" | "CreateCustomerRole" | "UpdateCustomerRole"
+            | "DeleteCustomerRole",
+        ) => "customers.write",
         ("tenancy.v1.CustomerService", "DeleteCustomer") => "customers.delete",
         (
             "tenancy.v1.CustomerService",
@@ -81,7 +90,12 @@ pub fn required_access(path: &str) -> Access {
         ) => "memberships.write",
         (
             "tenancy.v1.UserService",
-            "GetUser" | "ListUsers" | "ListUserMemberships" | "CheckAccess",
+            "GetUser"
+            | "ListUsers"
+            | "ListUserMemberships"
+            | "CheckAccess"
+            | "BatchCheckAccess"
+            | "ListAccessibleResources",
         ) => "users.read",
         (
             "tenancy.v1.UserService",
@@ -240,6 +254,28 @@ mod tests {
             required_access("/tenancy.v1.SessionService/RefreshSession"),
             Access::Scope("sessions.create")
         );
+        for method in ["GetCustomerRole", "ListCustomerRoles"] {
+            assert_eq!(
+                required_access(&format!("/tenancy.v1.CustomerService/{method}")),
+                Access::Scope("customers.read")
+            );
+        }
+        for method in [
+            "CreateCustomerRole",
+            "UpdateCustomerRole",
+            "DeleteCustomerRole",
+        ] {
+            assert_eq!(
+                required_access(&format!("/tenancy.v1.CustomerService/{method}")),
+                Access::Scope("customers.write")
+            );
+        }
+        for method in ["BatchCheckAccess", "ListAccessibleResources"] {
+            assert_eq!(
+                required_access(&format!("/tenancy.v1.UserService/{method}")),
+                Access::Scope("users.read")
+            );
+        }
         for method in ["RevokeSession", "ListSessions", "RevokeUserSessions"] {
             assert_eq!(
                 required_access(&format!("/tenancy.v1.SessionService/{method}")),
@@ -271,8 +307,8 @@ mod tests {
                 }
             }
         }
-        // 13 customer, 14 account, 18 user, 2 event and 6 session RPCs (SPEC §10-§12).
-        assert_eq!(checked, 53);
+        // 18 customer, 14 account, 20 user, 2 event and 6 session RPCs (SPEC §10-§13).
+        assert_eq!(checked, 60);
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 TargetRef::Customer(&r.customer_id),
                 member,
                 &r.permissions,
+                &r.roles,
                 r.owner,
                 transfer,
             )
@@ -155,6 +156,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 TargetRef::Customer(&r.customer_id),
                 &r.user_id,
                 &r.permissions,
+                &r.roles,
                 r.owner,
                 &r.etag,
                 transfer,
@@ -213,6 +215,7 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
                 TargetRef::Customer(&r.customer_id),
                 &r.email,
                 &r.permissions,
+                &r.roles,
                 &r.inviter_user_id,
                 key,
             )
@@ -270,5 +273,84 @@ impl pb::customer_service_server::CustomerService for CustomerApi {
             invitation: Some((&invitation).into()),
             token,
         }))
+    }
+
+    async fn create_customer_role(
+        &self,
+        request: Request<pb::CreateCustomerRoleRequest>,
+    ) -> Result<Response<pb::CreateCustomerRoleResponse>, Status> {
+        let request = request.into_inner();
+        let key = request_key(
+            &self.app,
+            "CreateCustomerRole",
+            &request,
+            &request.request_id,
+            |r| r.request_id.clear(),
+        )?;
+        let role = self
+            .app
+            .create_role(
+                &request.customer_id,
+                convert::role_fields(request.role.as_ref()),
+                key,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateCustomerRoleResponse {
+            role: Some((&role).into()),
+        }))
+    }
+
+    async fn get_customer_role(
+        &self,
+        request: Request<pb::GetCustomerRoleRequest>,
+    ) -> Result<Response<pb::GetCustomerRoleResponse>, Status> {
+        let role = self.app.get_role(&request.into_inner().role_id).await?;
+        Ok(Response::new(pb::GetCustomerRoleResponse {
+            role: Some((&role).into()),
+        }))
+    }
+
+    async fn list_customer_roles(
+        &self,
+        request: Request<pb::ListCustomerRolesRequest>,
+    ) -> Result<Response<pb::ListCustomerRolesResponse>, Status> {
+        let r = request.into_inner();
+        let (roles, next_page_token) = self
+            .app
+            .list_roles(&r.customer_id, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListCustomerRolesResponse {
+            roles: roles.iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_customer_role(
+        &self,
+        request: Request<pb::UpdateCustomerRoleRequest>,
+    ) -> Result<Response<pb::UpdateCustomerRoleResponse>, Status> {
+        let r = request.into_inner();
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let role = self
+            .app
+            .update_role(
+                &r.role_id,
+                convert::role_fields(r.role.as_ref()),
+                &mask,
+                &r.etag,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateCustomerRoleResponse {
+            role: Some((&role).into()),
+        }))
+    }
+
+    async fn delete_customer_role(
+        &self,
+        request: Request<pb::DeleteCustomerRoleRequest>,
+    ) -> Result<Response<pb::DeleteCustomerRoleResponse>, Status> {
+        let r = request.into_inner();
+        self.app.delete_role(&r.role_id, &r.etag).await?;
+        Ok(Response::new(pb::DeleteCustomerRoleResponse {}))
     }
 }

@@ -24,6 +24,10 @@ pub const TOKEN: usize = 128;
 pub const QUERY: usize = 254;
 pub const PAGE_TOKEN: usize = 1024;
 pub const PERMISSION: usize = 64;
+/// A role name (SPEC: 1..64 of `[a-z0-9_.-]`).
+pub const ROLE_NAME: usize = 64;
+/// A role's description (at most 1024 characters).
+pub const ROLE_DESCRIPTION: usize = 1024;
 /// ISO country and currency codes.
 pub const CODE: usize = 16;
 /// A BCP 47 tag (RFC 5646 asks implementations to support at least 35 characters).
@@ -285,6 +289,45 @@ pub const TABLE: &[(&str, usize)] = &[
     ("tenancy.v1.ResetPasswordRequest.new_password", PASSWORD),
     ("tenancy.v1.ResetPasswordRequest.token", TOKEN),
     ("tenancy.v1.VerifyEmailRequest.token", TOKEN),
+    // Roles and bulk access checks (SPEC section 13).
+    ("tenancy.v1.AccessCheck.account_id", ID),
+    ("tenancy.v1.AccessCheck.customer_id", ID),
+    ("tenancy.v1.AccessCheck.permission", PERMISSION),
+    ("tenancy.v1.AddAccountUserRequest.roles", ROLE_NAME),
+    ("tenancy.v1.AddCustomerUserRequest.roles", ROLE_NAME),
+    ("tenancy.v1.BatchCheckAccessRequest.user_id", ID),
+    ("tenancy.v1.CreateAccountInvitationRequest.roles", ROLE_NAME),
+    (
+        "tenancy.v1.CreateCustomerInvitationRequest.roles",
+        ROLE_NAME,
+    ),
+    ("tenancy.v1.CreateCustomerRoleRequest.customer_id", ID),
+    ("tenancy.v1.CreateCustomerRoleRequest.request_id", ID),
+    ("tenancy.v1.DeleteCustomerRoleRequest.etag", ETAG),
+    ("tenancy.v1.DeleteCustomerRoleRequest.role_id", ID),
+    ("tenancy.v1.GetCustomerRoleRequest.role_id", ID),
+    (
+        "tenancy.v1.ListAccessibleResourcesRequest.page_token",
+        PAGE_TOKEN,
+    ),
+    (
+        "tenancy.v1.ListAccessibleResourcesRequest.permission",
+        PERMISSION,
+    ),
+    ("tenancy.v1.ListAccessibleResourcesRequest.user_id", ID),
+    ("tenancy.v1.ListCustomerRolesRequest.customer_id", ID),
+    ("tenancy.v1.ListCustomerRolesRequest.page_token", PAGE_TOKEN),
+    ("tenancy.v1.Role.customer_id", ID),
+    ("tenancy.v1.Role.description", ROLE_DESCRIPTION),
+    ("tenancy.v1.Role.etag", ETAG),
+    ("tenancy.v1.Role.name", ROLE_NAME),
+    ("tenancy.v1.Role.permissions", PERMISSION),
+    ("tenancy.v1.Role.ulid", ID),
+    ("tenancy.v1.Role.uuid", ID),
+    ("tenancy.v1.UpdateAccountUserRequest.roles", ROLE_NAME),
+    ("tenancy.v1.UpdateCustomerRoleRequest.etag", ETAG),
+    ("tenancy.v1.UpdateCustomerRoleRequest.role_id", ID),
+    ("tenancy.v1.UpdateCustomerUserRequest.roles", ROLE_NAME),
 ];
 
 /// The limit of the string field `full_name` (`tenancy.v1.Address.city`).

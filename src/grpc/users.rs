@@ -6,10 +6,10 @@ use super::{convert, pb, request_key};
 use crate::{
     app::{
         App,
-        members::{AcceptorRequest, TargetRef},
+        members::{AcceptorRequest, AccessCheck, TargetRef},
         users::UserLookup,
     },
-    domain::{Error, password::Password},
+    domain::{Error, membership::MembershipTarget, password::Password},
 };
 
 pub struct UserApi {
@@ -204,6 +204,65 @@ impl pb::user_service_server::UserService for UserApi {
         Ok(Response::new(pb::CheckAccessResponse {
             allowed: decision.allowed,
             reason: decision.reason.to_string(),
+        }))
+    }
+
+    async fn batch_check_access(
+        &self,
+        request: Request<pb::BatchCheckAccessRequest>,
+    ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
+        use pb::access_check::Target;
+        let r = request.into_inner();
+        let checks: Vec<AccessCheck<'_>> = r
+            .checks
+            .iter()
+            .map(|check| AccessCheck {
+                target: check.target.as_ref().map(|target| match target {
+                    Target::CustomerId(id) => TargetRef::Customer(id),
+                    Target::AccountId(id) => TargetRef::Account(id),
+                }),
+                permission: &check.permission,
+            })
+            .collect();
+        let decisions = self.app.batch_check_access(&r.user_id, &checks).await?;
+        Ok(Response::new(pb::BatchCheckAccessResponse {
+            results: decisions
+                .into_iter()
+                .map(|decision| pb::CheckAccessResponse {
+                    allowed: decision.allowed,
+                    reason: decision.reason.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_accessible_resources(
+        &self,
+        request: Request<pb::ListAccessibleResourcesRequest>,
+    ) -> Result<Response<pb::ListAccessibleResourcesResponse>, Status> {
+        use pb::accessible_resource::Resource;
+        let r = request.into_inner();
+        let (targets, next_page_token) = self
+            .app
+            .list_accessible_resources(
+                &r.user_id,
+                &r.permission,
+                convert::resource_kind(r.resource_type),
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListAccessibleResourcesResponse {
+            resources: targets
+                .into_iter()
+                .map(|target| pb::AccessibleResource {
+                    resource: Some(match target {
+                        MembershipTarget::Customer(id) => Resource::CustomerId(id.to_string()),
+                        MembershipTarget::Account(id) => Resource::AccountId(id.to_string()),
+                    }),
+                })
+                .collect(),
+            next_page_token,
         }))
     }
 

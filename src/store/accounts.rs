@@ -199,6 +199,7 @@ impl Store {
             target: MembershipTarget::Account(account.id),
             owner: true,
             permissions: PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+            roles: Vec::new(),
             // Created TERMINATED: born into the state the termination cascade leaves.
             status: if account.status == AccountStatus::Terminated {
                 MembershipStatus::Inactive

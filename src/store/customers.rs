@@ -244,6 +244,7 @@ impl Store {
             target: MembershipTarget::Customer(customer.id),
             owner: true,
             permissions: PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+            roles: Vec::new(),
             // Created TERMINATED: born into the state the termination cascade leaves.
             status: if customer.status == CustomerStatus::Terminated {
                 MembershipStatus::Inactive
@@ -401,6 +402,8 @@ impl Store {
         };
         let permissions = serde_json::to_string(&membership.permissions)
             .map_err(|e| DbErr::Custom(e.to_string()))?;
+        let roles =
+            serde_json::to_string(&membership.roles).map_err(|e| DbErr::Custom(e.to_string()))?;
         membership::Entity::insert(membership::ActiveModel {
             id: Set(Id::generate().uuid()),
             user_id: Set(membership.user_id.uuid()),
@@ -408,6 +411,7 @@ impl Store {
             account_id: Set(account_id),
             owner: Set(membership.owner),
             permissions: Set(permissions),
+            roles: Set(roles),
             status: Set(membership.status.as_str().to_string()),
             create_time: Set(to_micros(membership.create_time)),
             update_time: Set(to_micros(membership.create_time)),
@@ -727,6 +731,7 @@ impl Store {
             .map_err(db_error)?;
         self.delete_invitations_in(&mut tx, MembershipTarget::Customer(id), id)
             .await?;
+        self.delete_roles_of(&mut tx, id).await?;
         let deleted = customer::Entity::delete_many()
             .filter(customer::Column::Id.eq(id.uuid()))
             .filter(customer::Column::Revision.eq(current.revision))

@@ -53,6 +53,7 @@ fn invitation_from_row(row: &invitation::Model) -> Result<Invitation> {
         target,
         email: Email::from_stored(row.email.clone()),
         permissions: serde_json::from_str(&row.permissions).map_err(Error::internal)?,
+        roles: serde_json::from_str(&row.roles).map_err(Error::internal)?,
         inviter_user_id: row.inviter_user_id.map(Id::from_uuid),
         status: InvitationStatus::from_db(&row.status)
             .ok_or_else(|| Error::internal("unknown stored invitation status"))?,
@@ -177,6 +178,7 @@ impl Store {
         target: MembershipTarget,
         email: &Email,
         permissions: Vec<String>,
+        roles: Vec<String>,
         inviter: Option<Id>,
         token_digest: &str,
         expire_time: DateTime<Utc>,
@@ -198,6 +200,10 @@ impl Store {
             ));
         }
         locked.admit_email(email, None)?;
+        self.assignable_roles(&tx, locked.customer.id, &roles, "roles")
+            .await?;
+        let mut roles = roles;
+        roles.sort_unstable();
         self.refuse_member_or_pending(&tx, &locked, email).await?;
         let now = now();
         let invitation = Invitation {
@@ -205,6 +211,7 @@ impl Store {
             target,
             email: email.clone(),
             permissions,
+            roles,
             inviter_user_id: inviter,
             status: InvitationStatus::Pending,
             expire_time,
@@ -224,6 +231,7 @@ impl Store {
             permissions: Set(
                 serde_json::to_string(&invitation.permissions).map_err(Error::internal)?
             ),
+            roles: Set(serde_json::to_string(&invitation.roles).map_err(Error::internal)?),
             inviter_user_id: Set(inviter.map(|id| id.uuid())),
             status: Set(InvitationStatus::Pending.as_str().to_string()),
             token_digest: Set(token_digest.to_string()),
@@ -547,8 +555,17 @@ impl Store {
             }
         };
         locked.admit(&user)?;
+        // Held like any assignment: a role cannot be deleted under an accept.
+        self.assignable_roles(&tx, locked.customer.id, &invitation.roles, "roles")
+            .await?;
         let (_, membership) = self
-            .insert_member(&tx, &locked, &user, invitation.permissions.clone())
+            .insert_member(
+                &tx,
+                &locked,
+                &user,
+                invitation.permissions.clone(),
+                invitation.roles.clone(),
+            )
             .await?;
         invitation.status = InvitationStatus::Accepted;
         invitation.update_time = time;

@@ -23,10 +23,12 @@ use crate::domain::{
     customer::{Customer, CustomerStatus},
     id::Id,
     membership::{
-        AccessFacts, Grant, Membership, MembershipStatus, MembershipTarget, PERMISSIONS, Standing,
+        AccessFacts, Grant, Membership, MembershipStatus, MembershipTarget, PERMISSIONS,
+        ResourceKind, Standing,
     },
     page::{Page, PageRequest},
     refusals,
+    role::effective_permissions,
     user::{Email, User, UserStatus},
 };
 
@@ -169,6 +171,7 @@ impl Store {
         locked: &LockedTarget,
         user: &User,
         permissions: Vec<String>,
+        roles: Vec<String>,
     ) -> Result<(membership::Model, Membership)> {
         if self.member_row(tx, locked.target, user.id).await?.is_some() {
             return Err(member_exists());
@@ -179,6 +182,7 @@ impl Store {
             target: locked.target,
             owner: false,
             permissions,
+            roles,
             status: MembershipStatus::Active,
             create_time: now,
             revision: 1,
@@ -206,6 +210,7 @@ impl Store {
         target: MembershipTarget,
         member: &MemberRef,
         permissions: Vec<String>,
+        roles: Vec<String>,
         owner: bool,
     ) -> Result<Membership> {
         let mut tx = self.begin().await?;
@@ -213,7 +218,13 @@ impl Store {
         locked.require_open()?;
         let user = self.user_by_ref(&tx, member).await?;
         locked.admit(&user)?;
-        let (row, membership) = self.insert_member(&tx, &locked, &user, permissions).await?;
+        self.assignable_roles(&tx, locked.customer.id, &roles, "roles")
+            .await?;
+        let mut roles = roles;
+        roles.sort_unstable();
+        let (row, membership) = self
+            .insert_member(&tx, &locked, &user, permissions, roles)
+            .await?;
         self.membership_event(
             &mut tx,
             "membership.created",
@@ -339,11 +350,16 @@ impl Store {
         target: MembershipTarget,
         user_id: Id,
         permissions: Vec<String>,
+        roles: Vec<String>,
         make_owner: bool,
         expected_revision: Option<i64>,
     ) -> Result<Membership> {
         let mut tx = self.begin().await?;
         let mut locked = self.lock_target(&tx, target).await?;
+        self.assignable_roles(&tx, locked.customer.id, &roles, "roles")
+            .await?;
+        let mut roles = roles;
+        roles.sort_unstable();
         let row = self
             .member_row(&tx, target, user_id)
             .await?
@@ -361,13 +377,15 @@ impl Store {
             permissions
         };
         let permissions_json = serde_json::to_string(&permissions).map_err(Error::internal)?;
+        let roles_json = serde_json::to_string(&roles).map_err(Error::internal)?;
         let mut membership = rows::membership_from_row(row.clone())?;
-        if membership.permissions != permissions {
+        if membership.permissions != permissions || membership.roles != roles {
             membership::Entity::update_many()
                 .col_expr(
                     membership::Column::Permissions,
                     Expr::value(permissions_json),
                 )
+                .col_expr(membership::Column::Roles, Expr::value(roles_json))
                 .col_expr(
                     membership::Column::UpdateTime,
                     Expr::value(to_micros(now())),
@@ -378,6 +396,7 @@ impl Store {
                 .await
                 .map_err(db_error)?;
             membership.permissions = permissions;
+            membership.roles = roles;
             membership.revision += 1;
             self.membership_event(&mut tx, "membership.updated", &membership, customer_id)
                 .await?;
@@ -510,7 +529,8 @@ impl Store {
             MembershipTarget::Customer(id) => (
                 "SELECT c.id AS customer_id, u.status AS user_status, c.status AS customer_status, \
                         NULL AS account_status, \
-                        m.owner AS m_owner, m.permissions AS m_permissions, m.status AS m_status, \
+                        m.owner AS m_owner, m.permissions AS m_permissions, m.roles AS m_roles, \
+                        m.status AS m_status, \
                         NULL AS cm_owner, NULL AS cm_status \
                  FROM customers c \
                  JOIN users u ON u.id = $1 \
@@ -521,7 +541,8 @@ impl Store {
             MembershipTarget::Account(id) => (
                 "SELECT c.id AS customer_id, u.status AS user_status, c.status AS customer_status, \
                         a.status AS account_status, \
-                        m.owner AS m_owner, m.permissions AS m_permissions, m.status AS m_status, \
+                        m.owner AS m_owner, m.permissions AS m_permissions, m.roles AS m_roles, \
+                        m.status AS m_status, \
                         cm.owner AS cm_owner, cm.status AS cm_status \
                  FROM accounts a \
                  JOIN customers c ON c.id = a.customer_id \
@@ -561,14 +582,77 @@ impl Store {
         let user_status = text("user_status")?.unwrap_or_default();
         let customer_id: sea_orm::prelude::Uuid =
             row.try_get("", "customer_id").map_err(db_error)?;
+        let customer_id = Id::from_uuid(customer_id);
+        let role_names: Vec<String> = text("m_roles")?
+            .and_then(|names| serde_json::from_str(&names).ok())
+            .unwrap_or_default();
+        let mut member = grant(flag("m_owner")?, text("m_permissions")?, text("m_status")?);
+        let mut role_ids = Vec::new();
+        if let Some(member) = &mut member
+            && !role_names.is_empty()
+        {
+            let roles = self.role_grants(customer_id, &role_names).await?;
+            member.permissions = effective_permissions(
+                &member.permissions,
+                roles.iter().map(|role| role.permissions.as_slice()),
+            );
+            role_ids = roles.iter().map(|role| role.id).collect();
+        }
         let facts = AccessFacts {
             user_active: UserStatus::from_db(&user_status) == Some(UserStatus::Active),
             customer: standing(&text("customer_status")?.unwrap_or_default()),
             account: text("account_status")?.map(|status| standing(&status)),
-            member: grant(flag("m_owner")?, text("m_permissions")?, text("m_status")?),
+            member,
             customer_member: grant(flag("cm_owner")?, None, text("cm_status")?),
+            role_ids,
         };
-        Ok((Id::from_uuid(customer_id), facts))
+        Ok((customer_id, facts))
+    }
+
+    /// Up to `limit` ids after `after`, in id order, of the customers (the user's
+    /// customer memberships) or accounts (the user's account memberships, and every
+    /// account of a customer the user is a member of, whose owner may act on it) that an
+    /// access decision may allow. A superset: each is then decided like `CheckAccess`.
+    pub async fn access_candidates(
+        &self,
+        user_id: Id,
+        kind: ResourceKind,
+        after: Option<Id>,
+        limit: u64,
+    ) -> Result<Vec<Id>> {
+        let after = after.map(|id| id.uuid()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match kind {
+            ResourceKind::Customer => {
+                "SELECT m.customer_id AS id FROM memberships m \
+                 WHERE m.user_id = $1 AND m.customer_id IS NOT NULL AND m.customer_id > $2 \
+                 ORDER BY m.customer_id LIMIT $3"
+            }
+            ResourceKind::Account => {
+                "SELECT id FROM ( \
+                   SELECT m.account_id AS id FROM memberships m \
+                   WHERE m.user_id = $1 AND m.account_id IS NOT NULL AND m.account_id > $2 \
+                   UNION \
+                   SELECT a.id AS id FROM memberships cm JOIN accounts a ON a.customer_id = cm.customer_id \
+                   WHERE cm.user_id = $1 AND cm.owner AND a.id > $2 \
+                 ) candidates ORDER BY id LIMIT $3"
+            }
+        };
+        let statement = Statement::from_sql_and_values(
+            self.backend(),
+            sql,
+            vec![user_id.uuid().into(), after.into(), limit.into()],
+        );
+        let rows = self
+            .read(|| sea_orm::ConnectionTrait::query_all_raw(&self.db, statement.clone()))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                row.try_get::<sea_orm::prelude::Uuid>("", "id")
+                    .map(Id::from_uuid)
+                    .map_err(db_error)
+            })
+            .collect()
     }
 
     /// Which of a `CheckAccess`'s user and target is missing.

@@ -48,6 +48,7 @@ pub(super) fn membership_from_row(row: membership::Model) -> Result<Membership> 
         target,
         owner: row.owner,
         permissions: serde_json::from_str(&row.permissions).map_err(Error::internal)?,
+        roles: serde_json::from_str(&row.roles).map_err(Error::internal)?,
         status: MembershipStatus::from_db(&row.status)
             .ok_or_else(|| Error::internal("unknown membership status"))?,
         create_time: from_micros(row.create_time),

@@ -2,10 +2,12 @@
 //! invitations (`members/invitations.rs`) and access checks (`members/access.rs`).
 
 mod access;
+mod batch_access;
 mod contention;
 mod deletes;
 mod invitations;
 mod ownership;
+pub mod roles;
 
 use tenancy_client::pb::{self, add_customer_user_request::Member};
 use tonic::{Code, Status};
@@ -26,6 +28,7 @@ pub async fn add(
     app.customers
         .clone()
         .add_customer_user(pb::AddCustomerUserRequest {
+            roles: Vec::new(),
             customer_id: customer_id.into(),
             member: Some(member),
             permissions: perms(permissions),
@@ -44,6 +47,7 @@ pub async fn add_account_member(
     app.accounts
         .clone()
         .add_account_user(pb::AddAccountUserRequest {
+            roles: Vec::new(),
             account_id: account_id.into(),
             member: Some(pb::add_account_user_request::Member::UserId(user_id.into())),
             permissions: perms(permissions),
@@ -215,6 +219,7 @@ async fn permissions_are_replaced_and_etags_checked(backend: Backend) {
     .await
     .unwrap();
     let update = |permissions: &[&str], etag: &str| pb::UpdateCustomerUserRequest {
+        roles: Vec::new(),
         customer_id: customer.uuid.clone(),
         user_id: user.uuid.clone(),
         permissions: perms(permissions),

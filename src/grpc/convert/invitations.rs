@@ -47,6 +47,7 @@ impl From<&Invitation> for pb::Invitation {
             }),
             email: invitation.email.as_str().to_string(),
             permissions: invitation.permissions.clone(),
+            roles: invitation.roles.clone(),
             inviter_user_id: invitation
                 .inviter_user_id
                 .map(|id| id.to_string())

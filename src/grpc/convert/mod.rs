@@ -13,12 +13,14 @@ pub use invitations::invitation_filter;
 use chrono::{DateTime, Utc};
 
 use super::pb;
+use crate::app::roles::RoleFields;
 use crate::domain::{
     Error, Result, etag,
     event::{Event, EventResource},
-    membership::{Membership, MembershipStatus, MembershipTarget},
+    membership::{Membership, MembershipStatus, MembershipTarget, ResourceKind},
+    role::Role,
     user::{User, UserFields, UserStatus},
-    violations::Violations,
+    violations::{Read, Violations},
 };
 
 /// The value of a conversion, or its violations recorded (these conversions fail only
@@ -31,6 +33,34 @@ pub(super) fn keep<T>(violations: &mut Violations, result: Result<T>) -> Option<
             None
         }
     }
+}
+
+/// The `resource_type` of `ListAccessibleResources`: unspecified is `None` (required,
+/// so reported by the use case); a number outside the enum is refused here.
+pub fn resource_kind(value: i32) -> Read<Option<ResourceKind>> {
+    let mut violations = Violations::new();
+    let kind = match pb::ResourceType::try_from(value) {
+        Ok(pb::ResourceType::Unspecified) => None,
+        Ok(pb::ResourceType::Customer) => Some(ResourceKind::Customer),
+        Ok(pb::ResourceType::Account) => Some(ResourceKind::Account),
+        Err(_) => {
+            violations.add("resource_type", format!("{value} is not a ResourceType"));
+            None
+        }
+    };
+    Read {
+        value: kind,
+        refused: violations.into_refused(),
+    }
+}
+
+/// A request's `Role` fields.
+pub fn role_fields(role: Option<&pb::Role>) -> Option<RoleFields<'_>> {
+    role.map(|role| RoleFields {
+        name: &role.name,
+        description: &role.description,
+        permissions: &role.permissions,
+    })
 }
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
@@ -82,6 +112,23 @@ impl From<&Membership> for pb::Membership {
             } as i32,
             create_time: Some(timestamp(membership.create_time)),
             etag: etag::format(membership.revision),
+            roles: membership.roles.clone(),
+        }
+    }
+}
+
+impl From<&Role> for pb::Role {
+    fn from(role: &Role) -> Self {
+        pb::Role {
+            uuid: role.id.to_string(),
+            ulid: role.id.ulid(),
+            customer_id: role.customer_id.to_string(),
+            name: role.name.clone(),
+            description: role.description.clone(),
+            permissions: role.permissions.clone(),
+            create_time: Some(timestamp(role.create_time)),
+            update_time: Some(timestamp(role.update_time)),
+            etag: etag::format(role.revision),
         }
     }
 }
@@ -111,6 +158,7 @@ impl From<&Event> for pb::Event {
                 EventResource::Membership(membership) => {
                     pb::event::Resource::Membership(membership.into())
                 }
+                EventResource::Role(role) => pb::event::Resource::Role(role.into()),
                 EventResource::Session(session) => {
                     pb::event::Resource::Session(sessions::session_at(session, event.time))
                 }

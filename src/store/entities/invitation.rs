@@ -10,6 +10,8 @@ pub struct Model {
     pub email: String,
     /// JSON array of permission names.
     pub permissions: String,
+    /// JSON array of role names (roles of the customer), sorted.
+    pub roles: String,
     pub inviter_user_id: Option<Uuid>,
     /// `pending`, `accepted` or `revoked` (expiry is read from `expire_time`).
     pub status: String,

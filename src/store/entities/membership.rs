@@ -11,6 +11,8 @@ pub struct Model {
     pub owner: bool,
     /// JSON array of permission names.
     pub permissions: String,
+    /// JSON array of role names (roles of the customer), sorted.
+    pub roles: String,
     pub status: String,
     pub create_time: i64,
     pub update_time: i64,

@@ -9,6 +9,7 @@ pub mod membership;
 pub mod pending_event;
 pub mod recovery_code;
 pub mod request_id;
+pub mod role;
 pub mod session;
 pub mod session_token;
 pub mod setting;

@@ -46,6 +46,7 @@ async fn concurrent_retries_of_creates_and_accepts_get_the_first_result(backend:
 
     // CreateCustomerInvitation: one invitation; each retry rotates its token.
     let invitation = pb::CreateCustomerInvitationRequest {
+        roles: Vec::new(),
         customer_id: customer.uuid.clone(),
         email: unique_email("invited"),
         permissions: vec!["rooms.read".into()],
@@ -67,6 +68,7 @@ async fn concurrent_retries_of_creates_and_accepts_get_the_first_result(backend:
 
     // CreateAccountInvitation.
     let account_invitation = pb::CreateAccountInvitationRequest {
+        roles: Vec::new(),
         account_id: account.clone(),
         email: unique_email("accinvited"),
         permissions: vec!["recordings.read".into()],
@@ -91,6 +93,7 @@ async fn concurrent_retries_of_creates_and_accepts_get_the_first_result(backend:
         .customers
         .clone()
         .create_customer_invitation(pb::CreateCustomerInvitationRequest {
+            roles: Vec::new(),
             customer_id: customer.uuid.clone(),
             email: unique_email("acceptor"),
             permissions: vec!["rooms.read".into()],
@@ -139,6 +142,7 @@ async fn a_retried_accept_with_another_token_is_another_request(backend: Backend
             .customers
             .clone()
             .create_customer_invitation(pb::CreateCustomerInvitationRequest {
+                roles: Vec::new(),
                 customer_id: customer.uuid.clone(),
                 email: unique_email("twotokens"),
                 permissions: vec!["rooms.read".into()],

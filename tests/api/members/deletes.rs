@@ -51,6 +51,7 @@ async fn invite_to_account(app: &TestApp, account: &pb::Account, email: &str) ->
         .accounts
         .clone()
         .create_account_invitation(pb::CreateAccountInvitationRequest {
+            roles: Vec::new(),
             account_id: account.uuid.clone(),
             email: email.into(),
             permissions: perms(&["recordings.read"]),

@@ -19,6 +19,7 @@ pub async fn invite(
     app.customers
         .clone()
         .create_customer_invitation(pb::CreateCustomerInvitationRequest {
+            roles: Vec::new(),
             customer_id: customer_id.into(),
             email: email.into(),
             permissions: perms(&["rooms.read", "users.invite"]),
@@ -419,6 +420,7 @@ async fn account_invitations_work_like_customer_ones(backend: Backend) {
         .accounts
         .clone()
         .create_account_invitation(pb::CreateAccountInvitationRequest {
+            roles: Vec::new(),
             account_id: account.uuid.clone(),
             email: unique_email("accinvitee"),
             permissions: perms(&["recordings.read"]),

@@ -11,6 +11,7 @@ use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_on, test_serve_args,
 
 fn transfer(customer_id: &str, user_id: &str) -> pb::UpdateCustomerUserRequest {
     pb::UpdateCustomerUserRequest {
+        roles: Vec::new(),
         customer_id: customer_id.into(),
         user_id: user_id.into(),
         permissions: vec![],
@@ -115,6 +116,7 @@ async fn moving_ownership_keeps_the_old_owner_as_a_member_with_every_permission(
         .customers
         .clone()
         .add_customer_user(pb::AddCustomerUserRequest {
+            roles: Vec::new(),
             customer_id: customer.uuid.clone(),
             member: Some(Member::UserId(newcomer.uuid.clone())),
             permissions: perms(&[]),
@@ -243,6 +245,7 @@ async fn account_ownership_moves_the_same_way(backend: Backend) {
         .accounts
         .clone()
         .update_account_user(pb::UpdateAccountUserRequest {
+            roles: Vec::new(),
             account_id: account.uuid.clone(),
             user_id: user.uuid.clone(),
             permissions: vec![],
