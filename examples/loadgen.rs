@@ -455,11 +455,20 @@ impl Call {
                 return Ok(created(user.map(|u| u.uuid)));
             }
             Call::CreateCustomer(m) => {
-                let customer = client.customers.create_customer(*m).await?.into_inner().customer;
+                let customer = client
+                    .customers
+                    .create_customer(*m)
+                    .await?
+                    .into_inner()
+                    .customer;
                 return Ok(created(customer.map(|c| c.uuid)));
             }
             Call::CreateSession(m) => {
-                return client.sessions.create_session(m).await.map(|_| Answer::Nothing);
+                return client
+                    .sessions
+                    .create_session(m)
+                    .await
+                    .map(|_| Answer::Nothing);
             }
             Call::RefreshSession(m) => {
                 let answer = client.sessions.refresh_session(m).await?.into_inner();
@@ -1182,8 +1191,13 @@ async fn run(args: Args) -> Result<(), String> {
     let lag_book = args.event_lag.then(|| Arc::new(LagBook::default()));
     let lag = match (&first_channel, &lag_book) {
         (Some(channel), Some(book)) => Some(
-            follow_event_lag(channel.clone(), Bearer(bearer.clone()), window, book.clone())
-                .await?,
+            follow_event_lag(
+                channel.clone(),
+                Bearer(bearer.clone()),
+                window,
+                book.clone(),
+            )
+            .await?,
         ),
         _ => None,
     };

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _, DbBackend, EntityTrait as _,
-    FromQueryResult as _, IdenStatic as _, Iterable as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
-    Statement, sea_query::Expr,
+    FromQueryResult as _, IdenStatic as _, Iterable as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, Statement, sea_query::Expr,
 };
 
 use super::{
@@ -512,11 +512,15 @@ fn token_session_user_sql(backend: DbBackend) -> &'static str {
         };
         let sessions = columns(
             "s",
-            session::Column::iter().map(|c| c.as_str().to_string()).collect(),
+            session::Column::iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
         );
         let users = columns(
             "u",
-            user::Column::iter().map(|c| c.as_str().to_string()).collect(),
+            user::Column::iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
         );
         let (placeholder, lock) = if postgres {
             ("$1", " FOR UPDATE OF s")
