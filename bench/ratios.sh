@@ -104,7 +104,7 @@ grpc_status() { # path body
 # requests/s of h2load against one RPC; the answers' codes come from the server log.
 h2rps() { # path body log
   local before after out rps
-  before=$(grep -c "method=$1 code=" "$3" || true)
+  before=$(grep -cE "method=$1 (protocol=[a-z-]+ )?code=" "$3" || true)
   out=$(h2load "${H2LOAD_SHAPE[@]}" -D "$DURATION" --warm-up-time "$WARMUP" -d "$2" \
     -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $KEY" \
     "$URL$1" 2>&1)
@@ -113,7 +113,7 @@ h2rps() { # path body log
   if [[ "$1" != /grpc.health.* ]]; then
     # CANCELLED: streams still open when h2load stops and closes its connections.
     local answers cancelled
-    answers=$(grep "method=$1 code=" "$3" | tail -n +$((before + 1)))
+    answers=$(grep -E "method=$1 (protocol=[a-z-]+ )?code=" "$3" | tail -n +$((before + 1)))
     after=$(echo "$answers" | grep -v "code=Ok" | grep -vc "code=Cancelled" || true)
     cancelled=$(echo "$answers" | grep -c "code=Cancelled" || true)
     echo "  h2load $1: $rps req/s; answers $(echo "$answers" | grep -c code=), non-OK $after (+$cancelled cancelled by h2load at its end), h2load failed $failed" >&2

@@ -402,7 +402,7 @@ impl Call {
                     totp_code: fixture
                         .totp_secrets
                         .get(user)
-                        .map(|secret| totp_now(secret, 0))
+                        .map(|secret| totp_now(secret, 1))
                         .unwrap_or_default(),
                     ..Default::default()
                 })
@@ -618,9 +618,10 @@ async fn create_user(client: &Client, email: String, password: bool) -> Result<S
     .map(|response| response.into_inner().user.unwrap_or_default().uuid)
 }
 
-/// Enrolls and confirms a second factor for `user_id`; answers its secret. The
-/// confirming code is the previous step's (accepted with one step of skew), so the
-/// current step's code is still unused when the measured calls begin.
+/// Enrolls and confirms a second factor for `user_id` with the current step's code
+/// (once more if a step boundary passed in between); answers its secret. Sign-ins then
+/// send the next step's code (accepted with one step of skew), always later than the
+/// confirming one.
 async fn enable_totp(client: &Client, user_id: &str) -> Result<String, String> {
     let mut users = client.users.clone();
     let secret = users
@@ -631,13 +632,19 @@ async fn enable_totp(client: &Client, user_id: &str) -> Result<String, String> {
         .map_err(|s| format!("setup EnrollTotp failed: {s:?}"))?
         .into_inner()
         .secret;
-    users
-        .confirm_totp(pb::ConfirmTotpRequest {
+    let confirm = |code: String| {
+        let mut users = users.clone();
+        let request = pb::ConfirmTotpRequest {
             user_id: user_id.to_string(),
-            code: totp_now(&secret, -1),
-        })
-        .await
-        .map_err(|s| format!("setup ConfirmTotp failed: {s:?}"))?;
+            code,
+        };
+        async move { users.confirm_totp(request).await }
+    };
+    if confirm(totp_now(&secret, 0)).await.is_err() {
+        confirm(totp_now(&secret, 0))
+            .await
+            .map_err(|s| format!("setup ConfirmTotp failed: {s:?}"))?;
+    }
     Ok(secret)
 }
 
