@@ -28,7 +28,7 @@ use crate::domain::{
     customer::{Customer, CustomerKey},
     id::Id,
     limits::EffectiveLimit,
-    membership::{AccessFacts, Grant, MembershipTarget},
+    membership::{AccessFacts, Grant, MembershipTarget, ResourceKind},
 };
 
 /// The default of `--cache-max-bytes`: per cache, so at most five times this in all.
@@ -192,6 +192,18 @@ impl HeapSize for (Id, MembershipTarget) {
     }
 }
 
+impl HeapSize for (Id, ResourceKind) {
+    fn heap_size(&self) -> usize {
+        0
+    }
+}
+
+impl HeapSize for Arc<Vec<Id>> {
+    fn heap_size(&self) -> usize {
+        size_of::<Vec<Id>>().saturating_add(size_of::<Id>().saturating_mul(self.len()))
+    }
+}
+
 impl HeapSize for () {
     fn heap_size(&self) -> usize {
         0
@@ -310,9 +322,20 @@ impl<K: Hash + Eq + Clone + HeapSize, V: Clone + HeapSize> DependentCache<K, V> 
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// False when the cache holds nothing (a bound at 0).
+    pub fn is_enabled(&self) -> bool {
+        self.capacity > 0 && self.max_bytes > 0
+    }
+
     /// The cached value of `key`, unless the cache is off, or `fresh` is false (the
     /// poller is late: the caller reads the database).
     pub fn get(&self, key: &K, fresh: bool) -> Option<V> {
+        self.read(key, fresh, V::clone)
+    }
+
+    /// What `answer` makes of the entry of `key`, under the lock: for a hot path that
+    /// needs one answer from a value, not a copy of it.
+    pub fn read<R>(&self, key: &K, fresh: bool, answer: impl FnOnce(&V) -> R) -> Option<R> {
         if self.capacity == 0 {
             return None;
         }
@@ -324,7 +347,7 @@ impl<K: Hash + Eq + Clone + HeapSize, V: Clone + HeapSize> DependentCache<K, V> 
             .lock()
             .entries
             .get(key)
-            .map(|entry| entry.value.clone());
+            .map(|entry| answer(&entry.value));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -424,6 +447,10 @@ pub struct Caches {
     pub customers: DependentCache<CustomerKey, Arc<Customer>>,
     pub limits: DependentCache<Id, Arc<Vec<EffectiveLimit>>>,
     pub access: DependentCache<(Id, MembershipTarget), AccessFacts>,
+    /// Per user and kind, every customer or account `ListAccessibleResources` weighs,
+    /// in id order (the user's memberships, and the accounts of customers the user
+    /// owns).
+    pub candidates: DependentCache<(Id, ResourceKind), Arc<Vec<Id>>>,
     /// Confirmed by the key watch (revocations write no event).
     pub key_revocations: Freshness,
     /// Live keys by digest; unknown and revoked keys are never stored here.
@@ -444,6 +471,7 @@ impl Caches {
             customers: DependentCache::new(settings.capacity, settings.max_bytes),
             limits: DependentCache::new(settings.capacity, settings.max_bytes),
             access: DependentCache::new(settings.capacity, settings.max_bytes),
+            candidates: DependentCache::new(settings.capacity, settings.max_bytes),
             key_revocations: Freshness::new(settings.staleness),
             keys: DependentCache::new(settings.capacity, settings.max_bytes),
             unknown_keys: DependentCache::new(settings.capacity, settings.max_bytes),
@@ -456,14 +484,16 @@ impl Caches {
         self.customers.invalidate(ids);
         self.limits.invalidate(ids);
         self.access.invalidate(ids);
+        self.candidates.invalidate(ids);
     }
 
     /// `(name, counters)` of each cache, for the periodic log line.
-    pub fn stats(&self) -> [(&'static str, CacheStats); 5] {
+    pub fn stats(&self) -> [(&'static str, CacheStats); 6] {
         [
             ("customers", self.customers.stats()),
             ("limits", self.limits.stats()),
             ("access", self.access.stats()),
+            ("candidates", self.candidates.stats()),
             ("keys", self.keys.stats()),
             ("unknown_keys", self.unknown_keys.stats()),
         ]

@@ -21,6 +21,7 @@ mod m20261210_000034_create_sessions;
 mod m20261210_000035_create_signing_keys;
 mod m20261210_000036_add_user_recovery;
 mod m20261211_000037_create_roles;
+mod m20261212_000038_index_memberships_by_user_target;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000035_create_signing_keys::Migration),
             Box::new(m20261210_000036_add_user_recovery::Migration),
             Box::new(m20261211_000037_create_roles::Migration),
+            Box::new(m20261212_000038_index_memberships_by_user_target::Migration),
         ]
     }
 }

@@ -1,6 +1,8 @@
 //! Members, invitations and access checks of customers and accounts. Both services
 //! share these use cases; a request names its target as a customer or an account.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 
 use super::{App, once_more_on_contention};
@@ -47,6 +49,10 @@ impl TargetRef<'_> {
 
 /// At most this many checks in one `BatchCheckAccess`.
 pub const MAX_BATCH_CHECKS: usize = 100;
+
+/// A user's `ListAccessibleResources` candidates are cached up to this many (160 KB of
+/// ids); a user with more is paged from the database.
+const MAX_CACHED_CANDIDATES: usize = 10_000;
 
 /// One check of a `BatchCheckAccess`, as sent.
 #[derive(Debug, Clone, Copy)]
@@ -494,8 +500,10 @@ impl App {
     ) -> Result<Decision> {
         let cache = &self.caches.access;
         let key = (user_id, target);
-        if let Some(facts) = cache.get(&key, self.caches.changes.is_fresh()) {
-            return Ok(facts.decide(permission));
+        if let Some(decision) = cache.read(&key, self.caches.changes.is_fresh(), |facts| {
+            facts.decide(permission)
+        }) {
+            return Ok(decision);
         }
         let ticket = cache.ticket();
         let (customer_id, facts) = self.store.access_facts(user_id, target).await?;
@@ -507,6 +515,55 @@ impl App {
         depends_on.extend(facts.role_ids.iter().copied());
         cache.insert(ticket, key, facts, depends_on);
         Ok(decision)
+    }
+
+    /// `decide`'s answer as a yes or no; a target deleted since its id was read is no.
+    async fn allowed(
+        &self,
+        user_id: Id,
+        target: MembershipTarget,
+        permission: &'static str,
+    ) -> Result<bool> {
+        match self.decide(user_id, target, permission).await {
+            Err(Error::NotFound { .. }) => Ok(false),
+            other => Ok(other?.allowed),
+        }
+    }
+
+    /// Every candidate of `ListAccessibleResources` for the user, in id order, from the
+    /// cache or read whole; `None` when there are more than a cache entry holds, or the
+    /// cache is off (the caller then reads them a chunk at a time). The entry depends on the user (every
+    /// membership change touches its user) and, for accounts, on each customer the user
+    /// owns (a new account of one touches its customer).
+    async fn all_candidates(
+        &self,
+        user_id: Id,
+        kind: ResourceKind,
+    ) -> Result<Option<Arc<Vec<Id>>>> {
+        let cache = &self.caches.candidates;
+        if !cache.is_enabled() {
+            return Ok(None);
+        }
+        let key = (user_id, kind);
+        if let Some(all) = cache.get(&key, self.caches.changes.is_fresh()) {
+            return Ok(Some(all));
+        }
+        let ticket = cache.ticket();
+        let limit = MAX_CACHED_CANDIDATES as u64 + 1;
+        let all = self
+            .store
+            .access_candidates(user_id, kind, None, limit)
+            .await?;
+        if all.len() > MAX_CACHED_CANDIDATES {
+            return Ok(None);
+        }
+        let mut depends_on = vec![user_id];
+        if kind == ResourceKind::Account {
+            depends_on.extend(self.store.owned_customer_ids(user_id).await?);
+        }
+        let all = Arc::new(all);
+        cache.insert(ticket, key, all.clone(), depends_on);
+        Ok(Some(all))
     }
 
     /// Up to 100 checks about one user, answered in order as `CheckAccess` answers each;
@@ -536,14 +593,16 @@ impl App {
                     );
                     None
                 }
-                Some(target) => {
-                    violations.check(&format!("checks[{i}].{}", target.field()), target.parse())
-                }
+                // Field names are formatted only for a violation: a batch of valid
+                // checks allocates none.
+                Some(target) => target
+                    .parse()
+                    .map_err(|e| violations.add(format!("checks[{i}].{}", target.field()), e))
+                    .ok(),
             };
-            let permission = violations.check(
-                &format!("checks[{i}].permission"),
-                parse_permission(check.permission),
-            );
+            let permission = parse_permission(check.permission)
+                .map_err(|e| violations.add(format!("checks[{i}].permission"), e))
+                .ok();
             parsed.push((target, permission));
         }
         violations.finish()?;
@@ -607,40 +666,58 @@ impl App {
             kind.expect("validated above"),
             page.expect("validated above"),
         );
-        self.store.get_user(user_id).await?;
         let wanted = usize::try_from(page.size)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let chunk = page.size.saturating_add(1).max(100);
-        let mut after = page.after;
         let mut found = Vec::new();
-        'scan: loop {
-            let candidates = self
-                .store
-                .access_candidates(user_id, kind, after, chunk)
-                .await?;
-            let exhausted = (candidates.len() as u64) < chunk;
-            for id in candidates {
-                after = Some(id);
-                let target = match kind {
-                    ResourceKind::Customer => MembershipTarget::Customer(id),
-                    ResourceKind::Account => MembershipTarget::Account(id),
-                };
-                let allowed = match self.decide(user_id, target, permission).await {
-                    // Deleted since the candidates were read.
-                    Err(Error::NotFound { .. }) => false,
-                    other => other?.allowed,
-                };
-                if allowed {
-                    found.push(target);
-                    if found.len() == wanted {
-                        break 'scan;
+        match self.all_candidates(user_id, kind).await? {
+            Some(all) => {
+                let first = page
+                    .after
+                    .map_or(0, |after| all.partition_point(|id| *id <= after));
+                for id in &all[first..] {
+                    let target = kind.target(*id);
+                    if self.allowed(user_id, target, permission).await? {
+                        found.push(target);
+                        if found.len() == wanted {
+                            break;
+                        }
                     }
                 }
             }
-            if exhausted {
-                break;
+            None => {
+                // Too many to hold: read in id order, a chunk at a time. The first read
+                // fetches exactly what a page needs when every candidate is allowed;
+                // each further one doubles, up to 1,000 rows.
+                let mut chunk = page.size.saturating_add(1);
+                let mut after = page.after;
+                'scan: loop {
+                    let candidates = self
+                        .store
+                        .access_candidates(user_id, kind, after, chunk)
+                        .await?;
+                    let exhausted = (candidates.len() as u64) < chunk;
+                    for id in candidates {
+                        after = Some(id);
+                        let target = kind.target(id);
+                        if self.allowed(user_id, target, permission).await? {
+                            found.push(target);
+                            if found.len() == wanted {
+                                break 'scan;
+                            }
+                        }
+                    }
+                    if exhausted {
+                        break;
+                    }
+                    chunk = chunk.saturating_mul(2).clamp(1, 1000).max(chunk);
+                }
             }
+        }
+        if found.is_empty() {
+            // Nothing to list: tell an unknown user apart from one without access. A
+            // user with candidates exists (memberships go with their user).
+            self.store.get_user(user_id).await?;
         }
         let more = found.len() == wanted;
         found.truncate(wanted - 1);

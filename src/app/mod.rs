@@ -46,9 +46,21 @@ where
     }
 }
 
-/// Everything a use case needs; cheap to clone.
+/// Everything a use case needs; cheap to clone: one reference count, since every
+/// request clones it (into the auth layer's service, the HTTP router's state).
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What an `App` holds.
+pub struct AppParts {
     pub store: Store,
     hasher: PasswordHasher,
     secret: [u8; 32],
@@ -83,7 +95,7 @@ pub struct Vitals {
     /// Each open event stream: its key, a process-local number, and how many events
     /// behind the feed's head it is.
     pub streams: Vec<StreamLag>,
-    pub caches: [(&'static str, CacheStats); 5],
+    pub caches: [(&'static str, CacheStats); 6],
     pub lockouts: u64,
     pub refused_locked: u64,
 }
@@ -155,7 +167,7 @@ impl App {
             signing.clone(),
             shutting_down.clone(),
         ));
-        Ok(App {
+        Ok(App(Arc::new(AppParts {
             store,
             hasher,
             secret,
@@ -168,7 +180,7 @@ impl App {
             sign_ins: Arc::default(),
             signing,
             recovery: settings.recovery,
-        })
+        })))
     }
 
     /// Reads the gauges and counters the metrics report; cheap (no database call).
@@ -192,7 +204,7 @@ impl App {
 
     /// The counters of each cache (`customers`, `limits`, `access`, `keys`,
     /// `unknown_keys`).
-    pub fn cache_stats(&self) -> [(&'static str, CacheStats); 5] {
+    pub fn cache_stats(&self) -> [(&'static str, CacheStats); 6] {
         self.caches.stats()
     }
 

@@ -30,10 +30,20 @@ pub enum MembershipTarget {
 }
 
 /// What `ListAccessibleResources` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     Customer,
     Account,
+}
+
+impl ResourceKind {
+    /// The target of this kind with id `id`.
+    pub fn target(self, id: Id) -> MembershipTarget {
+        match self {
+            ResourceKind::Customer => MembershipTarget::Customer(id),
+            ResourceKind::Account => MembershipTarget::Account(id),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,19 +35,62 @@ pub type Variables = Vec<(&'static str, String)>;
 #[derive(Debug)]
 pub enum Lookup {
     /// The route, and the path variables (field name, percent-decoded value).
-    Found(&'static Route, Vec<(&'static str, String)>),
+    Found(&'static Route, Variables),
     /// The path is known, not with this method: the methods it takes.
     WrongMethod(Vec<&'static str>),
     NotFound,
 }
 
+/// One segment of a path template.
+enum Segment {
+    Literal(&'static str),
+    /// `{name}` followed by `suffix` (a custom method's `:verb`, or nothing).
+    Variable {
+        name: &'static str,
+        suffix: &'static str,
+    },
+}
+
+/// The templates split into segments once, not on every request.
+fn compiled() -> &'static [(&'static Route, Vec<Segment>)] {
+    static COMPILED: std::sync::OnceLock<Vec<(&'static Route, Vec<Segment>)>> =
+        std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|route| {
+                let segments = route
+                    .template
+                    .trim_start_matches('/')
+                    .split('/')
+                    .map(|segment| match segment.strip_prefix('{') {
+                        Some(rest) => {
+                            let (name, suffix) = rest.split_once('}').unwrap_or((rest, ""));
+                            Segment::Variable {
+                                name: name.split('=').next().unwrap_or(name),
+                                suffix,
+                            }
+                        }
+                        None => Segment::Literal(segment),
+                    })
+                    .collect();
+                (route, segments)
+            })
+            .collect()
+    })
+}
+
 /// Finds the route for `method` and `path`. When several templates match, the one with
 /// the most literal segments wins (`/v1/customers:lookup` over `/v1/customers/{id}`).
 pub fn lookup(method: &Method, path: &str) -> Lookup {
-    let mut best: Option<(usize, &'static Route, Variables)> = None;
+    let Some(path) = path.strip_prefix('/') else {
+        return Lookup::NotFound;
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    let mut best: Option<(usize, &'static Route, &'static [Segment])> = None;
     let mut allowed = Vec::new();
-    for route in ROUTES {
-        let Some((literals, variables)) = match_template(route.template, path) else {
+    for (route, segments) in compiled() {
+        let Some(literals) = match_segments(segments, &parts) else {
             continue;
         };
         if route.method != method.as_str() {
@@ -57,51 +100,55 @@ pub fn lookup(method: &Method, path: &str) -> Lookup {
             continue;
         }
         if best.as_ref().is_none_or(|(score, _, _)| literals > *score) {
-            best = Some((literals, route, variables));
+            best = Some((literals, route, segments));
         }
     }
     match best {
-        Some((_, route, variables)) => Lookup::Found(route, variables),
+        Some((_, route, segments)) => Lookup::Found(route, variables(segments, &parts)),
         None if !allowed.is_empty() => Lookup::WrongMethod(allowed),
         None => Lookup::NotFound,
     }
 }
 
-/// Matches `path` against `template` (single-segment variables, an optional `:verb`):
-/// the number of literal segments and the variables' values.
-fn match_template(
-    template: &'static str,
-    path: &str,
-) -> Option<(usize, Vec<(&'static str, String)>)> {
+/// Whether the path's `parts` fit `segments` (single-segment variables, an optional
+/// `:verb`): the number of literal segments.
+fn match_segments(segments: &[Segment], parts: &[&str]) -> Option<usize> {
+    if segments.len() != parts.len() {
+        return None;
+    }
     let mut literals = 0;
-    let mut variables = Vec::new();
-    let mut template_segments = template.strip_prefix('/')?.split('/');
-    let mut path_segments = path.strip_prefix('/')?.split('/');
-    loop {
-        match (template_segments.next(), path_segments.next()) {
-            (None, None) => return Some((literals, variables)),
-            (Some(expected), Some(actual)) => {
-                if let Some(rest) = expected.strip_prefix('{') {
-                    let (name, suffix) = rest.split_once('}')?;
-                    let name = name.split('=').next().unwrap_or(name);
-                    let raw = actual.strip_suffix(suffix)?;
-                    if raw.is_empty() {
-                        return None;
-                    }
-                    let value = percent_encoding::percent_decode_str(raw)
-                        .decode_utf8()
-                        .ok()?
-                        .into_owned();
-                    variables.push((name, value));
-                } else if expected == actual {
-                    literals += 1;
-                } else {
-                    return None;
-                }
-            }
-            _ => return None,
+    for (segment, part) in segments.iter().zip(parts) {
+        match segment {
+            Segment::Literal(literal) if literal == part => literals += 1,
+            Segment::Literal(_) => return None,
+            // A value that is not UTF-8 once percent-decoded fits no variable.
+            Segment::Variable { suffix, .. } => match part.strip_suffix(suffix) {
+                Some(raw)
+                    if !raw.is_empty()
+                        && percent_encoding::percent_decode_str(raw)
+                            .decode_utf8()
+                            .is_ok() => {}
+                _ => return None,
+            },
         }
     }
+    Some(literals)
+}
+
+/// The percent-decoded values of the variables of a path that fits `segments`.
+fn variables(segments: &[Segment], parts: &[&str]) -> Variables {
+    segments
+        .iter()
+        .zip(parts)
+        .filter_map(|(segment, part)| match segment {
+            Segment::Variable { name, suffix } => {
+                let raw = part.strip_suffix(suffix).unwrap_or(part);
+                let value = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+                Some((*name, value.into_owned()))
+            }
+            Segment::Literal(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -655,6 +655,27 @@ impl Store {
             .collect()
     }
 
+    /// The customers of which the user holds the owner membership (of any status):
+    /// their accounts are the user's account candidates.
+    pub async fn owned_customer_ids(&self, user_id: Id) -> Result<Vec<Id>> {
+        let statement = Statement::from_sql_and_values(
+            self.backend(),
+            "SELECT customer_id AS id FROM memberships \
+             WHERE user_id = $1 AND owner AND customer_id IS NOT NULL",
+            vec![user_id.uuid().into()],
+        );
+        let rows = self
+            .read(|| sea_orm::ConnectionTrait::query_all_raw(&self.db, statement.clone()))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                row.try_get::<sea_orm::prelude::Uuid>("", "id")
+                    .map(Id::from_uuid)
+                    .map_err(db_error)
+            })
+            .collect()
+    }
+
     /// Which of a `CheckAccess`'s user and target is missing.
     async fn missing_of_access(&self, user_id: Id, target: MembershipTarget) -> Error {
         match self.get_user(user_id).await {

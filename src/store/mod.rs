@@ -465,6 +465,50 @@ impl Store {
         }
     }
 
+    /// Runs one statement that writes, in its own implicit transaction, on a point-read
+    /// connection (PostgreSQL): one round trip, where `BEGIN … COMMIT` on the pool takes
+    /// three or more, and no ping when the connection goes back. `None` when there are
+    /// no point-read connections (SQLite, a pool of one): the caller then writes in a
+    /// transaction. The call's commit gate is passed once a connection is held, right
+    /// before the statement is sent, so from then on the caller is answered with the
+    /// outcome (see `crate::deadline`). Never retried: after a broken connection or no
+    /// answer in time the outcome is unknown, and the call is answered with that error.
+    pub(crate) async fn write_one(
+        &self,
+        statement: &Statement,
+    ) -> Option<Result<Option<QueryResult>>> {
+        let reads = self.point_reads.as_ref()?;
+        Some(self.write_one_on(reads, statement).await)
+    }
+
+    async fn write_one_on(
+        &self,
+        reads: &Arc<point_reads::PointReads>,
+        statement: &Statement,
+    ) -> Result<Option<QueryResult>> {
+        let lease = reads.lease().await.map_err(db_error)?;
+        let deadline = Deadline::current();
+        if let Some(deadline) = &deadline
+            && !deadline.begin_commit()
+        {
+            lease.finish();
+            return Err(Error::DeadlineExceeded {
+                timeout: deadline.budget(),
+            });
+        }
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        reads.run(lease, statement).await.map_err(|err| {
+            // An error answer from the database rolled the statement back.
+            if let Some(deadline) = &deadline
+                && matches!(sqlx_cause(&err), Some(sea_orm::sqlx::Error::Database(_)))
+                && !is_broken_connection(&err)
+            {
+                deadline.commit_rolled_back();
+            }
+            db_error(err)
+        })
+    }
+
     /// The one row `selector` selects (the query is limited to one), decoded.
     pub(crate) async fn select_one<S: SelectorTrait>(
         &self,
@@ -759,12 +803,13 @@ pub(crate) fn db_error(err: DbErr) -> Error {
     }
 }
 
-/// PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the
+/// PostgreSQL's deadlock_detected (40P01), serialization_failure (40001) and
+/// lock_not_available (55P03, a `NOWAIT` lock another transaction holds): the
 /// transaction was rolled back whole, so the write may be retried.
 fn is_contention(err: &DbErr) -> bool {
     match sqlx_cause(err) {
         Some(sea_orm::sqlx::Error::Database(db)) => {
-            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            matches!(db.code().as_deref(), Some("40P01" | "40001" | "55P03"))
         }
         _ => false,
     }

@@ -107,7 +107,7 @@ impl Idle {
 /// A connection taken for one statement, with its permit. Back to the idle list through
 /// `finish`, closed through `discard`; dropped without either (its caller went away
 /// mid-statement), it is recovered by a task of its own (`PointReads::recover`).
-struct Lease {
+pub(super) struct Lease {
     reads: Arc<PointReads>,
     open: Option<Open>,
     permit: Option<OwnedSemaphorePermit>,
@@ -183,7 +183,18 @@ impl PointReads {
         self: &Arc<Self>,
         statement: &Statement,
     ) -> Result<Option<QueryResult>, DbErr> {
-        let mut lease = self.lease().await?;
+        let lease = self.lease().await?;
+        self.run(lease, statement).await
+    }
+
+    /// Runs one statement on `lease`'s connection and returns its first row; the
+    /// connection is kept when the statement ran to its end, closed otherwise. A
+    /// statement that writes runs here in its own implicit transaction.
+    pub(super) async fn run(
+        &self,
+        mut lease: Lease,
+        statement: &Statement,
+    ) -> Result<Option<QueryResult>, DbErr> {
         let values = statement
             .values
             .clone()
@@ -226,7 +237,8 @@ impl PointReads {
         }
     }
 
-    async fn lease(self: &Arc<Self>) -> Result<Lease, DbErr> {
+    /// A connection and its permit, for one statement.
+    pub(super) async fn lease(self: &Arc<Self>) -> Result<Lease, DbErr> {
         let timed_out = || DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
         let permit =
             tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
@@ -358,8 +370,9 @@ async fn drain(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
 }
 
 impl Lease {
-    /// The statement ran to its end: the connection is ready for the next one.
-    fn finish(mut self) {
+    /// The statement ran to its end (or none was sent): the connection is ready for
+    /// the next one.
+    pub(super) fn finish(mut self) {
         if let Some(open) = self.open.take() {
             self.reads.keep(open);
         }

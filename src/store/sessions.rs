@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _, DbBackend, EntityTrait as _,
-    FromQueryResult as _, IdenStatic as _, Iterable as _, QueryFilter as _, QueryOrder as _,
+    FromQueryResult as _, IdenStatic, QueryFilter as _, QueryOrder as _, QueryResult,
     QuerySelect as _, Statement, sea_query::Expr,
 };
 
@@ -25,7 +25,7 @@ use crate::domain::{
     id::Id,
     membership::{Membership, MembershipStatus},
     page::{Page, PageRequest},
-    session::{Lifetimes, RevokeReason, Session},
+    session::{Lifetimes, RevokeReason, Session, SessionStatus},
     user::{User, UserStatus},
 };
 
@@ -146,15 +146,106 @@ impl Store {
         switch_to: Option<Id>,
         lifetimes: &Lifetimes,
     ) -> Result<SessionGrant> {
+        let time = now();
+        let statement = refresh_statement(presented, &issued, switch_to, time, lifetimes);
+        match self.write_one(&statement).await {
+            // The session's row is locked (a concurrent refresh or revocation): the
+            // transaction waits for it within the call's deadline, where the one
+            // statement, past its commit gate, could only wait past it.
+            None | Some(Err(Error::Contention)) => {
+                self.refresh_in_transaction(presented, issued, switch_to, time, lifetimes)
+                    .await
+            }
+            Some(answer) => {
+                self.refreshed_in_one_statement(answer?, switch_to, time, lifetimes)
+                    .await
+            }
+        }
+    }
+
+    /// The outcome of `refresh_statement`: the new state when it refreshed, else the
+    /// reason it did not, read from the same locked row (a reused token's session is
+    /// then revoked, in a transaction of its own).
+    async fn refreshed_in_one_statement(
+        &self,
+        row: Option<QueryResult>,
+        switch_to: Option<Id>,
+        time: chrono::DateTime<chrono::Utc>,
+        lifetimes: &Lifetimes,
+    ) -> Result<SessionGrant> {
+        let refused = || Error::Unauthenticated(REFRESH_REFUSED);
+        let row = row.ok_or_else(refused)?;
+        let token_generation: i64 = row.try_get("", "token_generation").map_err(db_error)?;
+        let refreshed: i64 = row.try_get("", "refreshed").map_err(db_error)?;
+        let session_row = session::Model::from_query_result(&row, "s_").map_err(db_error)?;
+        let user =
+            rows::user_from_row(&user::Model::from_query_result(&row, "u_").map_err(db_error)?)?;
+        let member_id: Option<sea_orm::prelude::Uuid> =
+            row.try_get("", "m_id").map_err(db_error)?;
+        let membership = match member_id {
+            Some(_) => Some(rows::membership_from_row(
+                membership::Model::from_query_result(&row, "m_").map_err(db_error)?,
+            )?),
+            None => None,
+        };
+        let session = session_from_row(&session_row)?;
+        let customer = switch_to.or(session.customer_id);
+        if refreshed == 0 {
+            // The statement's conditions, in the order the transaction path checks them.
+            if session.status(time) != SessionStatus::Active {
+                return Err(refused());
+            }
+            if token_generation < session_row.generation {
+                match self
+                    .revoke_session(session.id, RevokeReason::RefreshTokenReused)
+                    .await
+                {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(error) => return Err(error),
+                }
+                return Err(Error::RefreshTokenReused);
+            }
+            if user.status != UserStatus::Active {
+                return Err(refused());
+            }
+            if customer.is_some() && membership.is_none() {
+                return Err(not_a_member());
+            }
+            return Err(Error::internal(
+                "a refresh met every condition yet changed no session",
+            ));
+        }
+        let (expire_time, absolute_expire_time) = lifetimes.expiry(session.create_time, time);
+        Ok(SessionGrant {
+            session: Session {
+                customer_id: customer,
+                last_refresh_time: time,
+                expire_time,
+                absolute_expire_time,
+                ..session
+            },
+            user,
+            membership: customer.and(membership),
+        })
+    }
+
+    /// `refresh_session` as a transaction: locks the session, checks, then writes.
+    async fn refresh_in_transaction(
+        &self,
+        presented: &str,
+        issued: String,
+        switch_to: Option<Id>,
+        time: chrono::DateTime<chrono::Utc>,
+        lifetimes: &Lifetimes,
+    ) -> Result<SessionGrant> {
         let refused = || Error::Unauthenticated(REFRESH_REFUSED);
         let mut tx = self.begin().await?;
         let (token_generation, row, user) = self
             .locked_session_of_token(&tx, presented)
             .await?
             .ok_or_else(refused)?;
-        let time = now();
         let session = session_from_row(&row)?;
-        if session.status(time) != crate::domain::session::SessionStatus::Active {
+        if session.status(time) != SessionStatus::Active {
             return Err(refused());
         }
         if token_generation < row.generation {
@@ -178,39 +269,6 @@ impl Store {
         };
         let (expire_time, absolute_expire_time) = lifetimes.expiry(session.create_time, time);
         let generation = row.generation + 1;
-        if self.backend() == DbBackend::Postgres {
-            // One round trip for both writes: the refresh is a few statements, and each
-            // costs a trip to the server.
-            tx.txn()
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "WITH refreshed AS (UPDATE sessions SET generation = $1, \
-                     last_refresh_time = $2, expire_time = $3, customer_id = $4 WHERE id = $5) \
-                     INSERT INTO session_tokens (digest, session_id, generation) VALUES ($6, $5, $1)",
-                    [
-                        generation.into(),
-                        to_micros(time).into(),
-                        to_micros(expire_time).into(),
-                        customer.map(|id| id.uuid()).into(),
-                        row.id.into(),
-                        issued.into(),
-                    ],
-                ))
-                .await
-                .map_err(db_error)?;
-            self.commit(tx).await?;
-            return Ok(SessionGrant {
-                session: Session {
-                    customer_id: customer,
-                    last_refresh_time: time,
-                    expire_time,
-                    absolute_expire_time,
-                    ..session
-                },
-                user,
-                membership,
-            });
-        }
         session::Entity::update_many()
             .col_expr(session::Column::Generation, Expr::value(generation))
             .col_expr(
@@ -286,7 +344,7 @@ impl Store {
         let row = self.locked_session(&tx, id).await?.ok_or(Error::NotFound {
             resource: "session",
         })?;
-        if session_from_row(&row)?.status(now()) == crate::domain::session::SessionStatus::Active {
+        if session_from_row(&row)?.status(now()) == SessionStatus::Active {
             self.revoke_rows_in(&mut tx, vec![row], reason).await?;
         }
         self.commit(tx).await
@@ -496,6 +554,20 @@ fn not_a_member() -> Error {
     )
 }
 
+/// `"alias"."column" AS "alias_column"` for every column of an entity.
+fn prefixed_columns<C: sea_orm::Iterable + IdenStatic>(alias: &str) -> String {
+    C::iter()
+        .map(|c| {
+            format!(
+                "\"{alias}\".\"{}\" AS \"{alias}_{}\"",
+                c.as_str(),
+                c.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `SELECT` of a refresh token's generation, its session (columns prefixed `s_`,
 /// locked on PostgreSQL; SQLite's writer lock serialises writes) and the session's
 /// user (prefixed `u_`), by the token's digest.
@@ -503,38 +575,82 @@ fn token_session_user_sql(backend: DbBackend) -> &'static str {
     static POSTGRES: OnceLock<String> = OnceLock::new();
     static SQLITE: OnceLock<String> = OnceLock::new();
     let build = |postgres: bool| {
-        let columns = |alias: &str, names: Vec<String>| {
-            names
-                .iter()
-                .map(|name| format!("\"{alias}\".\"{name}\" AS \"{alias}_{name}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let sessions = columns(
-            "s",
-            session::Column::iter()
-                .map(|c| c.as_str().to_string())
-                .collect(),
-        );
-        let users = columns(
-            "u",
-            user::Column::iter()
-                .map(|c| c.as_str().to_string())
-                .collect(),
-        );
         let (placeholder, lock) = if postgres {
             ("$1", " FOR UPDATE OF s")
         } else {
             ("?", "")
         };
         format!(
-            "SELECT t.generation AS token_generation, {sessions}, {users} \
+            "SELECT t.generation AS token_generation, {}, {} \
              FROM session_tokens t JOIN sessions s ON s.id = t.session_id \
-             JOIN users u ON u.id = s.user_id WHERE t.digest = {placeholder}{lock}"
+             JOIN users u ON u.id = s.user_id WHERE t.digest = {placeholder}{lock}",
+            prefixed_columns::<session::Column>("s"),
+            prefixed_columns::<user::Column>("u"),
         )
     };
     match backend {
         DbBackend::Postgres => POSTGRES.get_or_init(|| build(true)),
         _ => SQLITE.get_or_init(|| build(false)),
     }
+}
+
+/// A whole refresh as one PostgreSQL statement (its own implicit transaction, one
+/// round trip). `found` locks the session of the presented token without waiting: a
+/// row locked by another transaction fails the statement whole (55P03, `Contention`)
+/// and the caller takes the transaction path, whose wait the call's deadline bounds.
+/// `refreshed` rotates only when every condition holds: the token is the
+/// session's current one, the session is active at `time`, the user is active, and the
+/// active customer (the one switched to, or the session's) is one the user may act in
+/// (`member`, the rule of `membership_to_act_in`); `issued` stores the new token. The
+/// answer has the locked row, the membership and whether it refreshed, from which the
+/// caller tells which condition failed.
+fn refresh_statement(
+    presented: &str,
+    issued: &str,
+    switch_to: Option<Id>,
+    time: chrono::DateTime<chrono::Utc>,
+    lifetimes: &Lifetimes,
+) -> Statement {
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "WITH found AS ({found} NOWAIT), \
+             member AS (SELECT {members} FROM found f \
+               JOIN memberships m ON m.user_id = f.s_user_id \
+                 AND m.customer_id = COALESCE($2::uuid, f.s_customer_id) AND m.status = $3 \
+               JOIN customers c ON c.id = m.customer_id AND c.status IN ($4, $5)), \
+             refreshed AS (UPDATE sessions s SET generation = f.s_generation + 1, \
+                 last_refresh_time = $6, expire_time = LEAST($6 + $7, f.s_create_time + $8), \
+                 customer_id = COALESCE($2::uuid, f.s_customer_id) \
+               FROM found f \
+               WHERE s.id = f.s_id AND f.token_generation = f.s_generation \
+                 AND f.s_revoke_time IS NULL AND $6 < f.s_expire_time AND f.u_status = $9 \
+                 AND (COALESCE($2::uuid, f.s_customer_id) IS NULL OR EXISTS (SELECT 1 FROM member)) \
+               RETURNING s.id, s.generation), \
+             issued AS (INSERT INTO session_tokens (digest, session_id, generation) \
+               SELECT $10, id, generation FROM refreshed) \
+             SELECT f.*, m.*, (SELECT count(*) FROM refreshed) AS refreshed \
+             FROM found f LEFT JOIN member m ON true",
+            found = token_session_user_sql(DbBackend::Postgres),
+            members = prefixed_columns::<membership::Column>("m"),
+        )
+    });
+    let micros =
+        |duration: std::time::Duration| i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql.as_str(),
+        [
+            presented.to_string().into(),
+            switch_to.map(|id| id.uuid()).into(),
+            MembershipStatus::Active.as_str().into(),
+            CustomerStatus::Active.as_str().into(),
+            CustomerStatus::Suspended.as_str().into(),
+            to_micros(time).into(),
+            micros(lifetimes.idle).into(),
+            micros(lifetimes.absolute).into(),
+            UserStatus::Active.as_str().into(),
+            issued.to_string().into(),
+        ],
+    )
 }

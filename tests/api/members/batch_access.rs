@@ -254,9 +254,9 @@ async fn list_all(
     }
 }
 
-async fn accessible_resources_are_exactly_what_check_access_allows(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let mix = generate(&app).await;
+/// Every listing of every user of `mix`, each kind and permission, against
+/// `CheckAccess` on each candidate: the same set, each once, in id order.
+async fn assert_listings_match_check_access(app: &TestApp, mix: &Mix) {
     let mut seen = 0;
     for user in &mix.users {
         for permission in PERMISSIONS {
@@ -270,11 +270,11 @@ async fn accessible_resources_are_exactly_what_check_access_allows(backend: Back
                         pb::ResourceType::Customer => Target::CustomerId(id.clone()),
                         _ => Target::AccountId(id.clone()),
                     };
-                    if single(&app, user, &target, permission).await.allowed {
+                    if single(app, user, &target, permission).await.allowed {
                         expected.insert(id.clone());
                     }
                 }
-                let listed = list_all(&app, user, permission, kind, 2).await;
+                let listed = list_all(app, user, permission, kind, 2).await;
                 let unique: BTreeSet<String> = listed.iter().cloned().collect();
                 assert_eq!(unique.len(), listed.len(), "each once: {listed:?}");
                 assert_eq!(unique, expected, "{user} {permission} {kind:?}");
@@ -286,6 +286,91 @@ async fn accessible_resources_are_exactly_what_check_access_allows(backend: Back
         }
     }
     assert!(seen > 20, "the mix grants something: {seen}");
+}
+
+async fn accessible_resources_are_exactly_what_check_access_allows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mix = generate(&app).await;
+    assert_listings_match_check_access(&app, &mix).await;
+}
+
+/// With the caches off, candidates are read from the database a chunk at a time (the
+/// path of a user with more candidates than a cache entry holds).
+async fn uncached_listings_read_in_chunks_are_what_check_access_allows(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |serve| serve.cache_capacity = 0).await;
+    let mix = generate(&app).await;
+    assert_listings_match_check_access(&app, &mix).await;
+}
+
+/// A listing's candidates are cached per user: every change that adds or removes one
+/// (a membership added or removed, an account made in a customer the user owns) reaches
+/// the listing, on this instance and, through the event log, on another.
+async fn a_listing_follows_membership_and_account_changes_on_every_instance(backend: Backend) {
+    use pb::ResourceType::{Account, Customer};
+    use std::time::Instant;
+    let crate::caching::TestApps { a, b } =
+        crate::caching::TestApps::start(backend, crate::helpers::test_serve_args()).await;
+    let owned = customers::create(&a, personal(&unique_email("owned"))).await;
+    let owner = owned.owner_user_id.clone();
+    let other = customers::create(&a, personal(&unique_email("other"))).await;
+    let sorted = |ids: &[&String]| {
+        let mut ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    for app in [&a, &b] {
+        assert_eq!(
+            list_all(app, &owner, "rooms.read", Customer, 10).await,
+            [owned.uuid.clone()]
+        );
+        assert!(
+            list_all(app, &owner, "rooms.read", Account, 10)
+                .await
+                .is_empty()
+        );
+    }
+
+    add_with_roles(&a, &other.uuid, &owner, &["rooms.read"], &[])
+        .await
+        .unwrap();
+    let written = Instant::now();
+    let both = sorted(&[&owned.uuid, &other.uuid]);
+    assert_eq!(list_all(&a, &owner, "rooms.read", Customer, 10).await, both);
+    crate::caching::seen_within_bound("B lists the new membership", written, || async {
+        list_all(&b, &owner, "rooms.read", Customer, 10).await == both
+    })
+    .await;
+
+    let account = crate::accounts::create(&a, &owned.uuid, "Main").await;
+    let written = Instant::now();
+    let accounts = vec![account.uuid.clone()];
+    assert_eq!(
+        list_all(&a, &owner, "rooms.read", Account, 10).await,
+        accounts
+    );
+    crate::caching::seen_within_bound(
+        "B lists the owned customer's new account",
+        written,
+        || async { list_all(&b, &owner, "rooms.read", Account, 10).await == accounts },
+    )
+    .await;
+
+    a.customers
+        .clone()
+        .remove_customer_user(pb::RemoveCustomerUserRequest {
+            customer_id: other.uuid.clone(),
+            user_id: owner.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let written = Instant::now();
+    let one = vec![owned.uuid.clone()];
+    assert_eq!(list_all(&a, &owner, "rooms.read", Customer, 10).await, one);
+    crate::caching::seen_within_bound("B drops the removed membership", written, || async {
+        list_all(&b, &owner, "rooms.read", Customer, 10).await == one
+    })
+    .await;
 }
 
 async fn bad_batches_and_lists_name_every_field(backend: Backend) {
@@ -415,5 +500,7 @@ async fn bad_batches_and_lists_name_every_field(backend: Backend) {
 crate::on_both_backends!(
     batch_check_access_answers_as_check_access_over_a_generated_mix,
     accessible_resources_are_exactly_what_check_access_allows,
+    uncached_listings_read_in_chunks_are_what_check_access_allows,
+    a_listing_follows_membership_and_account_changes_on_every_instance,
     bad_batches_and_lists_name_every_field,
 );

@@ -371,6 +371,49 @@ async fn sessions_are_listed_newest_first_in_pages_that_return_each_once(backend
     assert_eq!(missing.code(), Code::NotFound);
 }
 
+/// A refresh is one statement on PostgreSQL, past its commit gate once sent; it must not
+/// wait there for a session row another transaction holds (it would outlive its
+/// caller's deadline, then rotate the token the caller was told was not redeemed).
+async fn a_refresh_that_times_out_on_a_locked_session_redeems_nothing(backend: Backend) {
+    use sea_orm::{ConnectionTrait as _, Database, TransactionTrait as _};
+    let Backend::Postgres(_) = backend else {
+        return; // The fault is a row lock PostgreSQL holds for another session.
+    };
+    let app = spawn_app(backend).await;
+    let user = user_with_password(&app, "locked").await;
+    let signed_in = sign_in(&app, &user.email, "").await.expect("sign in");
+    let session_id = signed_in.session.expect("session").uuid;
+    let db = Database::connect(&app.database.url).await.expect("connect");
+    let side = db.begin().await.expect("begin");
+    side.execute_unprepared(&format!(
+        "SELECT id FROM sessions WHERE id = '{session_id}' FOR UPDATE"
+    ))
+    .await
+    .expect("hold the session's row");
+
+    let mut request = tonic::Request::new(pb::RefreshSessionRequest {
+        refresh_token: signed_in.refresh_token.clone(),
+        customer_id: String::new(),
+    });
+    request.set_timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let answer = app.sessions.clone().refresh_session(request).await;
+    let took = started.elapsed();
+    let status = answer.expect_err("the session's row is held");
+    // tonic's client reports its own deadline as CANCELLED when it fires first.
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    side.rollback().await.expect("release the row");
+    // Anything still waiting would rotate the token now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    refresh(&app, &signed_in.refresh_token, "")
+        .await
+        .expect("the timed-out refresh redeemed nothing: its token is still the current one");
+}
+
 crate::on_both_backends!(
     a_refresh_rotates_the_refresh_token_and_a_reused_one_revokes_the_session,
     malformed_truncated_oversized_and_foreign_refresh_tokens_are_unauthenticated,
@@ -379,4 +422,5 @@ crate::on_both_backends!(
     after_a_revoke_answered_no_refresh_of_its_session_succeeds,
     a_session_ends_when_idle_too_long_and_at_its_absolute_lifetime,
     sessions_are_listed_newest_first_in_pages_that_return_each_once,
+    a_refresh_that_times_out_on_a_locked_session_redeems_nothing,
 );
