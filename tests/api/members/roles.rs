@@ -432,8 +432,11 @@ async fn a_role_update_drops_only_the_cached_answers_of_its_holders(backend: Bac
 }
 
 async fn a_role_change_reaches_check_access_on_another_instance_within_the_bound(backend: Backend) {
-    let crate::caching::TestApps { a, b } =
-        crate::caching::TestApps::start(backend, test_serve_args()).await;
+    // B's cached answers never go stale by time here: only an invalidation (the role's
+    // event, read from the log) can change them.
+    let mut b_serve = test_serve_args();
+    b_serve.cache_staleness_ms = 600_000;
+    let crate::caching::TestApps { a, b } = crate::caching::TestApps::start(backend, b_serve).await;
     let customer = customers::create(&a, personal(&unique_email("coherent"))).await;
     let viewer = create_role(&a, &customer.uuid, "viewer", &["rooms.read"]).await;
     let user = crate::users::create(&a, &unique_email("holder"), "").await;
@@ -445,6 +448,10 @@ async fn a_role_change_reaches_check_access_on_another_instance_within_the_bound
         allowed(&b, &user.uuid, c(), "rooms.read").await
     })
     .await;
+    // B's feed reads the set-up's events (each of which drops B's cached answer) on its
+    // next poll; after that only the role's event can drop it.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(allowed(&b, &user.uuid, c(), "rooms.read").await);
     // B answers from its cache (so only an invalidation can change its answer).
     let before = b.store.statements_executed();
     for _ in 0..20 {
