@@ -24,6 +24,12 @@ use tower::{Layer, Service};
 use super::{limits, pb};
 use crate::domain::{Error, error::FieldViolation};
 
+/// The request message, decoded, that the in-process HTTP/JSON gateway attaches to the
+/// gRPC request it built from it (callers from outside cannot set extensions): the check
+/// then reads it rather than decoding the body it was encoded into.
+#[derive(Debug, Clone)]
+pub struct DecodedInput(pub Arc<DynamicMessage>);
+
 /// The descriptors of `proto/`, and the request size limit.
 #[derive(Debug)]
 struct Rules {
@@ -88,11 +94,17 @@ impl Rules {
             let message = DynamicMessage::decode(input.clone(), message).map_err(|e| {
                 malformed(&format!("the request is not a valid {}: {e}", input.name()))
             })?;
-            let mut violations = Vec::new();
-            check_message(&message, "", &mut violations);
-            if !violations.is_empty() {
-                return Err(Error::InvalidArgument(violations).into());
-            }
+            self.check_message(&message)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every string of one decoded request message.
+    fn check_message(&self, message: &DynamicMessage) -> Result<(), Status> {
+        let mut violations = Vec::new();
+        check_message(message, "", &mut violations);
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations).into());
         }
         Ok(())
     }
@@ -251,7 +263,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let rules = self.rules.clone();
@@ -259,6 +271,19 @@ where
             let Some(input) = rules.input_of(request.uri().path()) else {
                 return inner.call(request).await;
             };
+            if let Some(DecodedInput(message)) = request.extensions_mut().remove::<DecodedInput>()
+                && message.descriptor() == input
+            {
+                let checked = if prost::Message::encoded_len(&*message) > rules.max_request_bytes {
+                    Err(too_large(rules.max_request_bytes))
+                } else {
+                    rules.check_message(&message)
+                };
+                if let Err(status) = checked {
+                    return Ok(status.into_http());
+                }
+                return inner.call(request).await;
+            }
             let (parts, body) = request.into_parts();
             // One frame header and one message: every RPC of `proto/` takes one request.
             let limit = rules.max_request_bytes.saturating_add(5);

@@ -104,9 +104,7 @@ impl Gateway {
             && !route.server_streaming
             && let Some(message) = message_of_variables(&input, &variables)
         {
-            return self
-                .call(route, &parts, message.encode_to_vec(), output)
-                .await;
+            return self.call(route, &parts, message, output).await;
         }
         let mut fields = Map::new();
         if !route.body.is_empty() {
@@ -176,11 +174,9 @@ impl Gateway {
         .map_err(|e| ApiError::bad_request(format!("field `{}`: {e}", track.path())))?;
 
         if !route.server_streaming {
-            return self
-                .call(route, &parts, message.encode_to_vec(), output)
-                .await;
+            return self.call(route, &parts, message, output).await;
         }
-        let grpc_request = grpc_request(route, &parts, message.encode_to_vec());
+        let grpc_request = grpc_request(route, &parts, message);
         let response = self
             .grpc
             .clone()
@@ -201,7 +197,7 @@ impl Gateway {
         &self,
         route: &Route,
         parts: &http::request::Parts,
-        message: Vec<u8>,
+        message: DynamicMessage,
         output: MessageDescriptor,
     ) -> Result<Response<Body>, ApiError> {
         let grpc_request = grpc_request(route, parts, message);
@@ -231,9 +227,15 @@ impl Gateway {
         }
         let payload = next_frame(&mut frames)
             .ok_or_else(|| ApiError::internal("the RPC answered no message".to_owned()))?;
-        let message = DynamicMessage::decode(output, payload)
-            .map_err(|e| ApiError::internal(format!("the RPC's answer does not decode: {e}")))?;
-        let json = to_json(&message)?;
+        // Written straight from the bytes where it can be (see `json`), else through
+        // prost-reflect.
+        let mut json = Vec::with_capacity(payload.len() * 2 + 64);
+        if super::json::write_message(&output, &payload, &mut json).is_none() {
+            let message = DynamicMessage::decode(output, payload).map_err(|e| {
+                ApiError::internal(format!("the RPC's answer does not decode: {e}"))
+            })?;
+            json = to_json(&message)?;
+        }
         let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(json))));
         copy_metadata(&response_parts.headers, response.headers_mut());
         response.headers_mut().insert(
@@ -356,12 +358,20 @@ fn add_query(
     Ok(())
 }
 
-/// The gRPC request of `route`: one uncompressed frame, the caller's metadata.
-fn grpc_request(route: &Route, parts: &http::request::Parts, message: Vec<u8>) -> Request<Body> {
-    let mut frame = BytesMut::with_capacity(message.len() + 5);
+/// The gRPC request of `route`: one uncompressed frame, the caller's metadata, and the
+/// message itself for the input check (`DecodedInput`).
+fn grpc_request(
+    route: &Route,
+    parts: &http::request::Parts,
+    message: DynamicMessage,
+) -> Request<Body> {
+    let length = message.encoded_len();
+    let mut frame = BytesMut::with_capacity(length + 5);
     frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.extend_from_slice(&message);
+    frame.put_u32(length as u32);
+    message
+        .encode(&mut frame)
+        .expect("the frame was sized for the message");
     let mut request = Request::new(Body::new(http_body_util::Full::new(frame.freeze())));
     *request.method_mut() = Method::POST;
     *request.version_mut() = http::Version::HTTP_2;
@@ -381,6 +391,11 @@ fn grpc_request(route: &Route, parts: &http::request::Parts, message: Vec<u8>) -
         request.extensions_mut().insert(*peer);
     }
     request.extensions_mut().insert(Protocol::Http);
+    request
+        .extensions_mut()
+        .insert(crate::grpc::input::DecodedInput(std::sync::Arc::new(
+            message,
+        )));
     request
 }
 

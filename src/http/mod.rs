@@ -6,6 +6,7 @@
 
 mod error;
 mod gateway;
+mod json;
 pub mod routes;
 
 pub use gateway::Gateway;

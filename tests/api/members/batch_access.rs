@@ -321,7 +321,7 @@ async fn a_listing_follows_membership_and_account_changes_on_every_instance(back
     for app in [&a, &b] {
         assert_eq!(
             list_all(app, &owner, "rooms.read", Customer, 10).await,
-            [owned.uuid.clone()]
+            vec![owned.uuid.clone()]
         );
         assert!(
             list_all(app, &owner, "rooms.read", Account, 10)
