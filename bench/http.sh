@@ -5,11 +5,13 @@
 # alternated rounds; and gRPC GetCustomer ÷ Health/Check (h2load, HTTP/2, the shape of
 # bench/ratios.sh) for comparison with the gRPC figures.
 #
-#   bash bench/http.sh          # HTTP_ROUNDS (3), HTTP_REQUESTS per h1 run (40000)
+#   bash bench/http.sh          # HTTP_ROUNDS (5), HTTP_SECONDS per h1 run (5, after a
+#                               # 1 s warm-up; a fixed request count ended the JWKS
+#                               # runs in under half a second, too short to be steady)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROUNDS=${HTTP_ROUNDS:-3}
-REQUESTS=${HTTP_REQUESTS:-40000}
+ROUNDS=${HTTP_ROUNDS:-5}
+SECONDS_PER_RUN=${HTTP_SECONDS:-5}
 KEY=httpbenchadminkey0123456789abcdefghijklm
 PORT=50092
 URL="http://127.0.0.1:$PORT"
@@ -36,7 +38,7 @@ ID=$(curl -sf -X POST "$URL/v1/customers" -H "authorization: Bearer $KEY" \
   -d '{"customer": {"email": "bench@example.com", "firstName": "Ana", "lastName": "Silva", "customerType": "CUSTOMER_TYPE_PERSONAL"}, "password": "correct horse battery staple"}' |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["customer"]["uuid"])')
 h1() { # path [header]
-  h2load --h1 -n "$REQUESTS" -c 16 -t 1 ${2:+-H "$2"} "$URL$1" 2>&1 |
+  h2load --h1 -D "$SECONDS_PER_RUN" --warm-up-time 1 -c 16 -t 1 ${2:+-H "$2"} "$URL$1" 2>&1 |
     awk '/^finished in/ { gsub(",", ""); rps = $4 } /^status codes:/ { codes = $0 } END { print rps " " codes }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
