@@ -176,19 +176,23 @@ impl Gateway {
         if !route.server_streaming {
             return self.call(route, &parts, message, output).await;
         }
-        let grpc_request = grpc_request(route, &parts, message);
+        let response = self.send(grpc_request(route, &parts, message)).await?;
+        Ok(server_sent_events(response, output, self.pool.clone()))
+    }
+
+    /// Sends `request` through the gRPC stack; a status in the answer's headers (an
+    /// error before any message) is the error.
+    async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ApiError> {
         let response = self
             .grpc
             .clone()
-            .oneshot(grpc_request)
+            .oneshot(request)
             .await
             .unwrap_or_else(|never: Infallible| match never {});
-        if let Some(status) = tonic::Status::from_header_map(response.headers())
-            && status.code() != tonic::Code::Ok
-        {
-            return Err(ApiError::from_status(status));
+        match tonic::Status::from_header_map(response.headers()) {
+            Some(status) if status.code() != tonic::Code::Ok => Err(ApiError::from_status(status)),
+            _ => Ok(response),
         }
-        Ok(server_sent_events(response, output, self.pool.clone()))
     }
 
     /// Sends the unary RPC of `route` with the encoded `message` and answers its
@@ -200,18 +204,7 @@ impl Gateway {
         message: DynamicMessage,
         output: MessageDescriptor,
     ) -> Result<Response<Body>, ApiError> {
-        let grpc_request = grpc_request(route, parts, message);
-        let response = self
-            .grpc
-            .clone()
-            .oneshot(grpc_request)
-            .await
-            .unwrap_or_else(|never: Infallible| match never {});
-        if let Some(status) = tonic::Status::from_header_map(response.headers())
-            && status.code() != tonic::Code::Ok
-        {
-            return Err(ApiError::from_status(status));
-        }
+        let response = self.send(grpc_request(route, parts, message)).await?;
         let (response_parts, body) = response.into_parts();
         let collected = body
             .collect()

@@ -643,16 +643,7 @@ impl Store {
             sql,
             vec![user_id.uuid().into(), after.into(), limit.into()],
         );
-        let rows = self
-            .read(|| sea_orm::ConnectionTrait::query_all_raw(&self.db, statement.clone()))
-            .await?;
-        rows.iter()
-            .map(|row| {
-                row.try_get::<sea_orm::prelude::Uuid>("", "id")
-                    .map(Id::from_uuid)
-                    .map_err(db_error)
-            })
-            .collect()
+        self.ids(statement).await
     }
 
     /// The customers of which the user holds the owner membership (of any status):
@@ -664,6 +655,11 @@ impl Store {
              WHERE user_id = $1 AND owner AND customer_id IS NOT NULL",
             vec![user_id.uuid().into()],
         );
+        self.ids(statement).await
+    }
+
+    /// The `id` column of every row `statement` reads.
+    async fn ids(&self, statement: Statement) -> Result<Vec<Id>> {
         let rows = self
             .read(|| sea_orm::ConnectionTrait::query_all_raw(&self.db, statement.clone()))
             .await?;

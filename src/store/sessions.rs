@@ -215,18 +215,14 @@ impl Store {
                 "a refresh met every condition yet changed no session",
             ));
         }
-        let (expire_time, absolute_expire_time) = lifetimes.expiry(session.create_time, time);
-        Ok(SessionGrant {
-            session: Session {
-                customer_id: customer,
-                last_refresh_time: time,
-                expire_time,
-                absolute_expire_time,
-                ..session
-            },
+        Ok(refreshed_grant(
+            session,
+            customer,
+            time,
+            lifetimes,
             user,
-            membership: customer.and(membership),
-        })
+            customer.and(membership),
+        ))
     }
 
     /// `refresh_session` as a transaction: locks the session, checks, then writes.
@@ -267,7 +263,7 @@ impl Store {
             ),
             None => None,
         };
-        let (expire_time, absolute_expire_time) = lifetimes.expiry(session.create_time, time);
+        let (expire_time, _) = lifetimes.expiry(session.create_time, time);
         let generation = row.generation + 1;
         session::Entity::update_many()
             .col_expr(session::Column::Generation, Expr::value(generation))
@@ -290,17 +286,9 @@ impl Store {
         self.issue_token_in(&tx, issued, session.id, generation)
             .await?;
         self.commit(tx).await?;
-        Ok(SessionGrant {
-            session: Session {
-                customer_id: customer,
-                last_refresh_time: time,
-                expire_time,
-                absolute_expire_time,
-                ..session
-            },
-            user,
-            membership,
-        })
+        Ok(refreshed_grant(
+            session, customer, time, lifetimes, user, membership,
+        ))
     }
 
     /// The user's membership of `customer` if it lets the user sign in to it: active,
@@ -544,6 +532,30 @@ impl Store {
             },
         )
         .await
+    }
+}
+
+/// The grant a refresh at `time` leaves: the session moved to `customer`, its expiry
+/// pushed out.
+fn refreshed_grant(
+    session: Session,
+    customer: Option<Id>,
+    time: chrono::DateTime<chrono::Utc>,
+    lifetimes: &Lifetimes,
+    user: User,
+    membership: Option<Membership>,
+) -> SessionGrant {
+    let (expire_time, absolute_expire_time) = lifetimes.expiry(session.create_time, time);
+    SessionGrant {
+        session: Session {
+            customer_id: customer,
+            last_refresh_time: time,
+            expire_time,
+            absolute_expire_time,
+            ..session
+        },
+        user,
+        membership,
     }
 }
 
