@@ -270,11 +270,11 @@ pub struct ServeArgs {
           default_value_t = DEFAULT_STREAM_BUFFER_BYTES,
           value_parser = clap::value_parser!(u64).range(65_536..))]
     pub stream_buffer_bytes: u64,
-    /// Entries each in-process cache (customers, effective limits, access facts, API
-    /// keys, unknown API keys) holds at most, least recently used evicted first; 0 turns caching off.
+    /// Entries each in-process cache (customers, effective limits, access facts,
+    /// accessible-resource candidates, API keys, unknown API keys) holds at most, least recently used evicted first; 0 turns caching off.
     #[arg(long, env = "TENANCY_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: usize,
-    /// Estimated bytes each in-process cache holds at most (so five times this in all),
+    /// Estimated bytes each in-process cache holds at most (so six times this in all),
     /// least recently used evicted first until both this and --cache-capacity hold; an
     /// entry larger than this is not cached.
     #[arg(long, env = "TENANCY_CACHE_MAX_BYTES",
